@@ -1,0 +1,38 @@
+"""tracekit: a flight recorder for execution engines.
+
+Attach a :class:`TraceRecorder` to a runner as an :class:`ExecutionObserver`; it keeps the last N
+finished steps, hashes every input and output, and writes one versioned JSON trace atomically
+when a run fails (or always, if asked).
+"""
+
+from tracekit._version import __version__
+from tracekit.config import ConfigError, TraceConfig, TraceMode
+from tracekit.errors import Traceable, register_code, register_control_flow, register_hint
+from tracekit.events import ErrorChannel, ErrorEvent
+from tracekit.hashing import canonical_json, hash_value
+from tracekit.instrument import StepScope
+from tracekit.model import TraceContext
+from tracekit.observer import CompositeObserver, ExecutionObserver, NodeEvent, ValidationIssue
+from tracekit.recorder import TraceRecorder
+
+__all__ = [
+    "CompositeObserver",
+    "ConfigError",
+    "ErrorChannel",
+    "ErrorEvent",
+    "ExecutionObserver",
+    "NodeEvent",
+    "StepScope",
+    "TraceConfig",
+    "TraceContext",
+    "TraceMode",
+    "TraceRecorder",
+    "Traceable",
+    "ValidationIssue",
+    "__version__",
+    "canonical_json",
+    "hash_value",
+    "register_code",
+    "register_control_flow",
+    "register_hint",
+]

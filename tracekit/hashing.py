@@ -1,0 +1,276 @@
+"""Canonical JSON and blake3 hashes of inputs and outputs.
+
+The canon (DESIGN.md): the hash is blake3 over exactly what
+``orjson.dumps(value, option=orjson.OPT_SORT_KEYS)`` writes for a JSON-native value, so anyone can
+recompute it from a captured payload. Values orjson serializes natively (dataclasses, datetimes,
+enums, UUIDs, ...) hash as orjson writes them.
+
+Everything else still hashes, deterministically and without raising, by turning each value that
+has no JSON form into a small tagged object (see ``README.md``, "Hashing rules"):
+
+===========================  =========================================================
+value                        canonical form
+===========================  =========================================================
+NaN, +inf, -inf              ``{"$float": "nan" | "inf" | "-inf"}`` (orjson writes null)
+int outside [-2**63, 2**64)  ``{"$int": "<decimal digits>"}``
+bytes, bytearray, memoryview ``{"$bytes": "<base64>"}``
+set, frozenset               ``{"$set": [elements, sorted by their canonical bytes]}``
+Decimal                      ``{"$decimal": "<str(value)>"}``
+complex                      ``{"$complex": [real, imag]}``
+non-string dict key k        the string ``"$key:" + canonical(k)``
+a container already open     ``{"$cycle": n}``, n = how many levels up it was opened
+other objects                ``{"$object": "module.QualName", "state": vars(obj)}`` when it
+                             has a ``__dict__`` or ``__slots__``, else ``"repr"`` with
+                             memory addresses masked; a failing ``repr`` gives
+                             ``"repr_error": "<exception type>"``
+===========================  =========================================================
+
+Nesting deeper than orjson's limit (254) is encoded by the same rules in pure Python, so a
+5,000-deep value hashes too, to exactly the bytes orjson would write if it had no limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import decimal
+import enum
+import math
+import re
+from typing import Any, Final
+
+import orjson
+from blake3 import blake3
+
+__all__ = [
+    "HASH_ALGORITHM",
+    "canonical_json",
+    "digest",
+    "hash_hex",
+    "hash_object",
+    "hash_value",
+]
+
+HASH_ALGORITHM: Final = "blake3"
+
+_SORT: Final = orjson.OPT_SORT_KEYS
+_dumps: Final = orjson.dumps
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _has_non_finite(value: Any) -> bool:
+    """True if a NaN or infinity hides in ``value`` (orjson would have written it as null)."""
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):
+                return True
+        elif t is dict:
+            push(v.values())
+        elif t is list or t is tuple:
+            push(v)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, dict):
+            push(v.values())
+        elif isinstance(v, list | tuple):
+            push(v)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            push(getattr(v, f.name) for f in dataclasses.fields(v))
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical JSON bytes of ``value``; never raises."""
+    try:
+        data = _dumps(value, option=_SORT)
+    except (TypeError, orjson.JSONEncodeError):
+        return _slow_canonical(value)
+    # orjson writes NaN and infinities as null; only then is a second look needed.
+    if b"null" in data and _has_non_finite(value):
+        return _slow_canonical(value)
+    return data
+
+
+def digest(value: Any) -> bytes:
+    """The raw 32-byte blake3 digest of ``canonical_json(value)``; never raises."""
+    try:
+        data = _dumps(value, option=_SORT)
+    except (TypeError, orjson.JSONEncodeError):
+        data = _slow_canonical(value)
+    else:
+        if b"null" in data and _has_non_finite(value):
+            data = _slow_canonical(value)
+    return blake3(data).digest()
+
+
+def hash_hex(value: Any) -> str:
+    """The 64-character lowercase hex blake3 hash of ``value``."""
+    return digest(value).hex()
+
+
+def hash_object(raw_digest: bytes) -> dict[str, str]:
+    """The envelope's hash object for a raw digest."""
+    return {"algorithm": HASH_ALGORITHM, "value": raw_digest.hex()}
+
+
+def hash_value(value: Any) -> dict[str, str]:
+    """``{"algorithm": "blake3", "value": <64 hex>}`` for ``value``."""
+    return hash_object(digest(value))
+
+
+# --- the slow path: an iterative encoder that never raises and has no depth limit -----------
+
+_RAW = 0  # a bytes chunk to append
+_VAL = 1  # a value to encode
+_LEAVE = 2  # a container is closed: forget its id
+
+
+def _qualname(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _safe_repr(obj: Any) -> dict[str, Any]:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a hostile __repr__ must not break hashing
+        return {"$object": _qualname(obj), "repr_error": type(exc).__qualname__}
+    return {"$object": _qualname(obj), "repr": _ADDRESS.sub("0x?", text)}
+
+
+def _object_state(obj: Any) -> dict[str, Any] | None:
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict) and state and not callable(obj):
+        return dict(state)
+    slots: list[str] = []
+    for klass in type(obj).__mro__:
+        names = klass.__dict__.get("__slots__", ())
+        slots.extend([names] if isinstance(names, str) else names)
+    values = {n: getattr(obj, n) for n in slots if n != "__weakref__" and hasattr(obj, n)}
+    return values or None
+
+
+def _tag(value: Any) -> Any:
+    """A JSON-able stand-in for a value orjson cannot write (or writes ambiguously)."""
+    if isinstance(value, float):
+        return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, int):
+        return {"$int": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, complex):
+        return {"$complex": [value.real, value.imag]}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    state = None
+    try:
+        state = _object_state(value)
+    except Exception:
+        state = None
+    if state is not None:
+        return {"$object": _qualname(value), "state": state}
+    return _safe_repr(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    return "$key:" + _slow_canonical(key).decode("utf-8")
+
+
+def _slow_canonical(value: Any) -> bytes:
+    out: list[bytes] = []
+    emit = out.append
+    open_ids: list[int] = []  # ids of the containers on the current path, outermost first
+    alive: list[Any] = []  # holds them, so a freed temporary's id is never reused meanwhile
+    stack: list[tuple[int, Any]] = [(_VAL, value)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        kind, item = pop()
+        if kind == _RAW:
+            emit(item)
+            continue
+        if kind == _LEAVE:
+            open_ids.pop()
+            alive.pop()
+            continue
+        if item is None or item is True or item is False or isinstance(item, str):
+            emit(_dumps(item) if not isinstance(item, str) else _dumps(str(item)))
+            continue
+        if isinstance(item, int) and not isinstance(item, enum.Enum):
+            if _INT_MIN <= item <= _INT_MAX:
+                emit(str(int(item)).encode("ascii"))
+            else:
+                push((_VAL, _tag(item)))
+            continue
+        if isinstance(item, float) and not isinstance(item, enum.Enum):
+            if math.isfinite(item):
+                emit(_dumps(float(item)))
+            else:
+                push((_VAL, _tag(item)))
+            continue
+        if isinstance(item, dict | list | tuple):
+            ident = id(item)
+            if ident in open_ids:
+                depth = len(open_ids) - open_ids.index(ident)
+                push((_VAL, {"$cycle": depth}))
+                continue
+            open_ids.append(ident)
+            alive.append(item)
+            push((_LEAVE, None))
+            if isinstance(item, dict):
+                try:
+                    pairs = sorted((_key(k), v) for k, v in list(item.items()))
+                except Exception:
+                    pairs = []
+                push((_RAW, b"}"))
+                for i in range(len(pairs) - 1, -1, -1):
+                    k, v = pairs[i]
+                    push((_VAL, v))
+                    push((_RAW, (b"," if i else b"") + _dumps(k) + b":"))
+                push((_RAW, b"{"))
+            else:
+                elements = list(item)
+                push((_RAW, b"]"))
+                for i in range(len(elements) - 1, -1, -1):
+                    push((_VAL, elements[i]))
+                    if i:
+                        push((_RAW, b","))
+                push((_RAW, b"["))
+            continue
+        if isinstance(item, set | frozenset):
+            try:
+                members = sorted(_slow_canonical(m) for m in list(item))
+            except Exception:
+                members = []
+            emit(b'{"$set":[' + b",".join(members) + b"]}")
+            continue
+        # Something else: let orjson try its native types first (datetime, UUID, numpy, ...).
+        if not isinstance(item, bytes | bytearray | memoryview | decimal.Decimal):
+            try:
+                emit(_dumps(item, option=_SORT))
+                continue
+            except Exception:
+                pass
+        # Objects can refer to themselves through their state: track them like containers.
+        ident = id(item)
+        if ident in open_ids:
+            push((_VAL, {"$cycle": len(open_ids) - open_ids.index(ident)}))
+            continue
+        open_ids.append(ident)
+        alive.append(item)
+        push((_LEAVE, None))
+        push((_VAL, _tag(item)))
+    return b"".join(out)

@@ -1,0 +1,666 @@
+"""The recorder: in-flight steps, the ring buffer of finished ones, and the flush policy.
+
+Threading contract: every ``on_*`` callback may be called from any thread or asyncio task at
+once; each is cheap, never blocks on I/O (except the one flush at a run's first failure), and
+never raises into the runner. Flushes are serialized by a lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from tracekit import errors as _errors
+from tracekit._context import CURRENT_STEP_ID, execution_key
+from tracekit._version import __version__
+from tracekit.config import TraceConfig, TraceMode
+from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope
+from tracekit.hashing import digest
+from tracekit.model import TRACE_VERSION, RunInfo, Step, TraceContext, rfc3339
+from tracekit.observer import NodeEvent, ValidationIssue
+from tracekit.redact import capture_payload
+from tracekit.sink import (
+    apply_retention,
+    atomic_write,
+    claim_history_file,
+    history_stem,
+    sweep_stale_temps,
+)
+
+if TYPE_CHECKING:
+    from tracekit.instrument import StepScope
+
+__all__ = ["RECORDER_NAME", "TraceRecorder"]
+
+_log = logging.getLogger("tracekit")
+
+RECORDER_NAME: Final = "tracekit"
+_MISSING: Final[Any] = object()
+_perf_ns = time.perf_counter_ns
+_HOST: Final = socket.gethostname()
+
+
+class TraceRecorder:
+    """A flight recorder: keeps the last N finished steps and writes a trace per the mode.
+
+    It is an :class:`~tracekit.observer.ExecutionObserver`. Use :meth:`run` around a run, or let
+    an adapter call :meth:`flush_error` / :meth:`flush_success` for long-lived workers.
+    """
+
+    def __init__(self, config: TraceConfig, context: TraceContext) -> None:
+        self.config = config
+        self.context = context
+        self.enabled = config.enabled
+        self.errors = ErrorChannel()
+        #: The last exception raised while writing a trace (kept until the recorder is dropped).
+        self.last_flush_error: BaseException | None = None
+        #: Where the last successful write went.
+        self.last_trace_path: Path | None = None
+        #: Misuses tolerated (end without start, unknown step, ...), by kind.
+        self.misuse: dict[str, int] = {}
+        self._ring: deque[Step] = deque(maxlen=config.buffer)
+        self._finished = 0
+        self._open: dict[Any, list[Step]] = {}
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()  # ring + counters
+        self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
+        self._flow_errors: list[ErrorEvent] = []
+        self._errors_dropped = 0
+        self._error_ids: set[int] = set()
+        self._error_refs: list[BaseException] = []  # keeps ids in _error_ids from being reused
+        self._run_depth = 0
+        self._capture = config.capture_inputs
+        self._run = self._new_run(explicit=False)
+
+    @classmethod
+    def from_env(cls, context: TraceContext, **overrides: Any) -> TraceRecorder:
+        """A recorder configured from ``TRACEKIT_TRACE*`` variables; ``overrides`` win."""
+        return cls(TraceConfig.from_env(**overrides), context)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_run(explicit: bool) -> RunInfo:
+        return RunInfo(
+            id=uuid.uuid4().hex,
+            wall_anchor_ns=time.time_ns(),
+            perf_anchor_ns=_perf_ns(),
+            explicit=explicit,
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self._run.id
+
+    def run(self) -> _RunScope:
+        """A (sync or async) context manager around one run: flushes per mode when it ends.
+
+        A failure is recorded and re-raised; control-flow exceptions (cancellation, interrupt,
+        exit) end the run ``cancelled`` and are re-raised untouched. Nested blocks join the
+        outer run.
+        """
+        return _RunScope(self)
+
+    def _begin_run(self) -> None:
+        with self._flush_lock:
+            self._run_depth += 1
+            if self._run_depth > 1:
+                return
+            self._reset(explicit=True)
+
+    def _end_run(self, error: BaseException | None) -> None:
+        with self._flush_lock:
+            self._run_depth -= 1
+            if self._run_depth > 0:
+                return
+            try:
+                if error is None:
+                    self._final("success", None)
+                elif _errors.is_control_flow(error):
+                    self._final("cancelled", error)
+                else:
+                    self._final("failure", error)
+            finally:
+                self._reset(explicit=False)
+
+    def _reset(self, explicit: bool) -> None:
+        with self._lock:
+            self._ring.clear()
+            self._finished = 0
+            self._flow_errors = []
+            self._errors_dropped = 0
+            self._error_ids = set()
+            self._error_refs = []
+            self._run = self._new_run(explicit)
+
+    def _after_implicit_final(self) -> None:
+        # A worker's implicit run ends at each final flush; its buffer stays its recent history.
+        if not self._run.explicit:
+            with self._lock:
+                self._flow_errors = []
+                self._errors_dropped = 0
+                self._error_ids = set()
+                self._error_refs = []
+                self._run = self._new_run(explicit=False)
+
+    # --- the observer protocol ----------------------------------------------------------------
+
+    def on_node_start(self, event: NodeEvent) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._start(event, execution_key())
+        except Exception:
+            self._internal_error("on_node_start")
+
+    def on_node_end(self, event: NodeEvent, output: Any) -> None:
+        if not self.enabled:
+            return
+        try:
+            step = self._take(event)
+            if step is None:
+                self._misused("end_without_start", event)
+                return
+            self._finish(step, "completed", output)
+        except Exception:
+            self._internal_error("on_node_end")
+
+    def on_node_error(self, event: NodeEvent, error: BaseException) -> None:
+        if not self.enabled:
+            return
+        try:
+            step = self._take(event)
+            if step is None:
+                # Never lose a failure: record it as a step that started now.
+                self._misused("error_without_start", event)
+                step = self._make_step(event, execution_key())
+            self.fail_step(step, error)
+        except Exception:
+            self._internal_error("on_node_error")
+
+    def on_validation(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> None:
+        if not self.enabled:
+            return
+        try:
+            found = list(issues)
+            step = self._peek(event)
+            if step is None and event.step_id is not None:
+                step = next((s for s in reversed(self._ring) if s.given_id == event.step_id), None)
+            if step is not None:
+                step.issues = [*(step.issues or ()), *found]
+                return
+            # Validation of a node that is not running: a step of its own.
+            step = self._make_step(event, execution_key())
+            step.issues = found
+            errors_found = [i for i in found if i.severity == "error"]
+            if not errors_found:
+                self._finish(step, "completed", _MISSING)
+                return
+            step.error = {
+                "code": "validation",
+                "message": "; ".join(f"{i.code}: {i.message}" for i in errors_found),
+                "details": {"type": "ValidationIssue", "chain": [], "traceback": "",
+                            "hints": ["Fix the input or configuration the issues point at."],
+                            "phase": "validation"},
+            }
+            self._finish(step, "failed", _MISSING)
+            self._node_failed()
+        except Exception:
+            self._internal_error("on_validation")
+
+    # --- step bookkeeping (one place builds a step) -------------------------------------------
+
+    def _make_step(self, event: NodeEvent, ctx: Any) -> Step:
+        payload = event.payload
+        input_digest = digest(payload)
+        capture = None
+        if self._capture:
+            cfg = self.config
+            capture = capture_payload(
+                payload,
+                input_digest=input_digest,
+                max_bytes=cfg.max_capture_bytes,
+                extra_keys=cfg.redact_keys,
+                redactor=cfg.redactor,
+            )
+        parent = event.parent_step_id
+        if parent is None:
+            parent = CURRENT_STEP_ID.get()
+        return Step(
+            next(self._seq),
+            event.node_id,
+            event.component_id,
+            event.operation,
+            event.step_id,
+            parent,
+            event.attempt,
+            _perf_ns(),
+            input_digest,
+            capture,
+            ctx,
+        )
+
+    def _start(self, event: NodeEvent, ctx: Any) -> Step:
+        step = self._make_step(event, ctx)
+        key = event.step_id if event.step_id is not None else (ctx, event.node_id)
+        bucket = self._open.get(key)
+        if bucket is None:
+            self._open[key] = [step]
+        else:
+            if event.step_id is not None:
+                self._misused("duplicate_step_id", event)
+            bucket.append(step)
+        return step
+
+    def _key(self, event: NodeEvent) -> Any:
+        return event.step_id if event.step_id is not None else (execution_key(), event.node_id)
+
+    def _take(self, event: NodeEvent) -> Step | None:
+        key = self._key(event)
+        bucket = self._open.get(key)
+        if not bucket:
+            return None
+        step = bucket.pop()
+        if not bucket:
+            self._open.pop(key, None)
+        return step
+
+    def _peek(self, event: NodeEvent) -> Step | None:
+        bucket = self._open.get(self._key(event))
+        return bucket[-1] if bucket else None
+
+    def _forget(self, step: Step) -> None:
+        """Remove ``step`` from the in-flight table (used by ``step()``, which holds the step)."""
+        key = step.given_id if step.given_id is not None else (step.ctx_key, step.node_id)
+        bucket = self._open.get(key)
+        if bucket is None:
+            return
+        try:
+            bucket.remove(step)
+        except ValueError:
+            return
+        if not bucket:
+            self._open.pop(key, None)
+
+    def _finish(
+        self,
+        step: Step,
+        status: Any,
+        output: Any,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        step.end_ns = _perf_ns()
+        if output is not _MISSING:
+            step.output_digest = digest(output)
+        if error is not None:
+            step.error = error
+        step.status = status
+        step.ctx_key = None  # do not keep tasks alive from the ring
+        with self._lock:
+            self._ring.append(step)
+            self._finished += 1
+
+    def fail_step(self, step: Step, error: BaseException, phase: str | None = "execution") -> None:
+        """End ``step`` as failed (or cancelled, for control-flow errors) with ``error``."""
+        if _errors.is_control_flow(error):
+            record = _errors.error_record(
+                error, phase=phase, code="cancelled", max_chars=self.config.max_detail_chars
+            )
+            self._finish(step, "cancelled", _MISSING, record)
+            return
+        record = _errors.error_record(error, phase=phase, max_chars=self.config.max_detail_chars)
+        self._remember_error(error)
+        self._finish(step, "failed", _MISSING, record)
+        self._node_failed()
+
+    def _remember_error(self, error: BaseException) -> None:
+        with self._lock:
+            self._error_ids.add(id(error))
+            self._error_refs.append(error)
+
+    def _node_failed(self) -> None:
+        run = self._run
+        if run.flushed_at_error or self.config.mode is TraceMode.OFF:
+            return
+        run.flushed_at_error = True
+        self._write("in_progress", final=False, raise_errors=False)
+
+    # --- misuse and internal errors never reach the runner -------------------------------------
+
+    def _misused(self, kind: str, event: NodeEvent) -> None:
+        count = self.misuse.get(kind, 0) + 1
+        self.misuse[kind] = count
+        if count == 1:
+            _log.warning(
+                "tracekit: %s for node %r (step_id=%r); tolerated, counted in recorder.misuse",
+                kind.replace("_", " "),
+                event.node_id,
+                event.step_id,
+            )
+
+    def _internal_error(self, where: str) -> None:
+        count = self.misuse.get("internal_error", 0) + 1
+        self.misuse["internal_error"] = count
+        if count == 1:
+            _log.warning("tracekit: internal error in %s; the runner is unaffected", where,
+                         exc_info=True)
+
+    # --- error events -------------------------------------------------------------------------
+
+    def emit_error(
+        self,
+        scope: Scope = "runner",
+        error: BaseException | None = None,
+        *,
+        message: str | None = None,
+        code: str | None = None,
+        node_id: str | None = None,
+        step_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> ErrorEvent | None:
+        """Record a runner-level failure that belongs to no node; never raises.
+
+        It lands in the envelope's ``errors[]`` (capped by ``config.max_errors``), is published
+        on :attr:`errors`, and counts as the run's first failure for flushing.
+        """
+        if not self.enabled:
+            return None
+        try:
+            if scope not in SCOPES:
+                scope = "runner"
+            record = None
+            if error is not None:
+                record = _errors.error_record(
+                    error, code=code, max_chars=self.config.max_detail_chars
+                )
+                self._remember_error(error)
+            event = ErrorEvent(
+                scope=scope,
+                time=rfc3339(time.time_ns()),
+                code=code or (record["code"] if record else "flow_error"),
+                message=message or (record["message"] if record else "runner error"),
+                node_id=node_id,
+                step_id=step_id,
+                tags={str(k): str(v) for k, v in (tags or {}).items()},
+                context=orjson.loads(orjson.dumps(dict(context or {}), default=repr)),
+                error=record,
+            )
+            with self._lock:
+                if len(self._flow_errors) < self.config.max_errors:
+                    self._flow_errors.append(event)
+                else:
+                    self._errors_dropped += 1
+            self.errors.publish(event)
+            self._node_failed()
+            return event
+        except Exception:
+            self._internal_error("emit_error")
+            return None
+
+    # --- flushing -----------------------------------------------------------------------------
+
+    def flush_error(self, error: BaseException | None = None) -> Path | None:
+        """The run failed: write its final trace (modes on and always); returns the path.
+
+        ``error`` goes on the steps still in flight, or, when none is, into ``errors[]`` as a
+        flow error; an error already recorded on a step is not recorded twice.
+        """
+        if not self.enabled:
+            return None
+        with self._flush_lock:
+            return self._final("failure", error)
+
+    def flush_success(self) -> Path | None:
+        """The run succeeded: write its final trace in always mode (or rewrite one written)."""
+        if not self.enabled:
+            return None
+        with self._flush_lock:
+            return self._final("success", None)
+
+    def flush_buffer(self) -> Path | None:
+        """Write the current state now (modes on and always), with outcome ``in_progress``."""
+        if not self.enabled:
+            return None
+        with self._flush_lock:
+            return self._write("in_progress", final=False, raise_errors=True)
+
+    def _final(self, outcome: str, error: BaseException | None) -> Path | None:
+        run = self._run
+        if run.outcome == "failure" and outcome == "success":
+            outcome = "failure"  # flush_error inside a run() block is not undone by its end
+        if error is not None:
+            self._attach_final_error(error, outcome)
+        run.outcome = outcome
+        write = (
+            self.config.mode is TraceMode.ALWAYS
+            or outcome == "failure"
+            or run.wrote
+        )
+        path = None
+        if write:
+            run.finished_ns = time.time_ns()
+            path = self._write(outcome, final=True, raise_errors=True)
+        self._after_implicit_final()
+        return path
+
+    def _attach_final_error(self, error: BaseException, outcome: str) -> None:
+        if id(error) in self._error_ids:
+            return
+        cancelled = outcome == "cancelled"
+        in_flight = [s for bucket in list(self._open.values()) for s in list(bucket)]
+        if in_flight:
+            record = _errors.error_record(
+                error,
+                phase="execution",
+                code="cancelled" if cancelled else None,
+                max_chars=self.config.max_detail_chars,
+            )
+            for step in in_flight:
+                if step.error is None:
+                    step.error = record
+            self._remember_error(error)
+            return
+        if cancelled:
+            return
+        record = _errors.error_record(error, code="flow_error", max_chars=self.config.max_detail_chars)
+        self._remember_error(error)
+        event = ErrorEvent(
+            scope="runner",
+            time=rfc3339(time.time_ns()),
+            code="flow_error",
+            message=record["message"],
+            error=record,
+        )
+        with self._lock:
+            if len(self._flow_errors) < self.config.max_errors:
+                self._flow_errors.append(event)
+            else:
+                self._errors_dropped += 1
+        self.errors.publish(event)
+
+    def snapshot(self, outcome: str | None = None) -> dict[str, Any]:
+        """The envelope as it would be written now (a dict; JSON-ready but for captured payloads)."""
+        run = self._run
+        with self._lock:
+            finished = list(self._ring)
+            dropped = self._finished - len(finished)
+            flow_errors = list(self._flow_errors)
+            errors_dropped = self._errors_dropped
+        in_flight = sorted(
+            (s for bucket in list(self._open.values()) for s in list(bucket)),
+            key=lambda s: s.seq,
+        )
+        now = _perf_ns()
+        wall, perf = run.wall_anchor_ns, run.perf_anchor_ns
+        ctx = self.context
+        envelope: dict[str, Any] = {
+            "trace_version": TRACE_VERSION,
+            "recorder": {"name": RECORDER_NAME, "version": __version__},
+        }
+        if ctx.runner_version is not None:
+            envelope["runner_version"] = ctx.runner_version
+        if self.config.git_sha:
+            envelope["git_sha"] = self.config.git_sha
+        pack: dict[str, Any] = {"pack_ref": ctx.pack_ref}
+        if ctx.resolved_digest is not None:
+            pack["resolved_digest"] = ctx.resolved_digest
+        run_json: dict[str, Any] = {
+            "id": run.id,
+            "outcome": outcome or run.outcome,
+            "started_at": rfc3339(wall),
+        }
+        if (outcome or run.outcome) != "in_progress" and run.finished_ns is not None:
+            run_json["finished_at"] = rfc3339(run.finished_ns)
+        run_json["host"] = _HOST
+        run_json["pid"] = os.getpid()
+        envelope.update(
+            pack=pack,
+            flow={"id": ctx.flow_id, "version": ctx.flow_version},
+            run=run_json,
+            buffer={"capacity": self.config.buffer, "dropped": dropped},
+            steps=[s.to_json(wall, perf, now) for s in (*finished, *in_flight)],
+            errors=[e.to_json() for e in flow_errors],
+            errors_dropped=errors_dropped,
+        )
+        return envelope
+
+    def _write(self, outcome: str, *, final: bool, raise_errors: bool) -> Path | None:
+        if self.config.mode is TraceMode.OFF:
+            return None
+        with self._flush_lock:
+            run = self._run
+            try:
+                data = orjson.dumps(
+                    self.snapshot(outcome), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+                )
+                mode = 0o600 if self._capture else 0o644
+                cfg = self.config
+                if cfg.dir is not None:
+                    sweep_stale_temps(cfg.dir)
+                    if run.target is None:
+                        path = claim_history_file(
+                            cfg.dir, history_stem(run.wall_anchor_ns, self.context.flow_id), data,
+                            mode=mode,
+                        )
+                        run.target = str(path)
+                    else:
+                        path = Path(run.target)
+                        atomic_write(path, data, mode=mode)
+                    if cfg.keep is not None:
+                        apply_retention(cfg.dir, cfg.keep, protect=path)
+                else:
+                    path = cfg.out
+                    if path.parent.is_dir():
+                        sweep_stale_temps(path.parent)
+                    atomic_write(path, data, mode=mode)
+            except Exception as exc:
+                self.last_flush_error = exc
+                if not run.failed_flush_logged:
+                    run.failed_flush_logged = True
+                    _log.warning(
+                        "tracekit: could not write the trace of run %s (%s): %s",
+                        run.id, outcome, exc, exc_info=exc,
+                    )
+                if raise_errors and self.config.strict:
+                    raise
+                return None
+            run.wrote = True
+            self.last_trace_path = path
+            return path
+
+    # --- instrumentation ----------------------------------------------------------------------
+
+    def step(
+        self,
+        node_id: str | None = None,
+        *,
+        component_id: str | None = None,
+        operation: str = "call",
+        payload: Any = _MISSING,
+        step_id: str | None = None,
+        parent_step_id: str | None = None,
+        attempt: int = 1,
+    ) -> StepScope:
+        """A step as a sync/async context manager or a decorator; see :mod:`tracekit.instrument`."""
+        from tracekit.instrument import StepScope
+
+        return StepScope(
+            self,
+            node_id=node_id,
+            component_id=component_id,
+            operation=operation,
+            payload=None if payload is _MISSING else payload,
+            payload_given=payload is not _MISSING,
+            step_id=step_id,
+            parent_step_id=parent_step_id,
+            attempt=attempt,
+        )
+
+    # internal hooks for instrument.py (one place builds a step)
+    def _begin_step(self, event: NodeEvent) -> Step | None:
+        if not self.enabled:
+            return None
+        return self._start(event, execution_key())
+
+    def _end_step(self, step: Step, output: Any = _MISSING) -> None:
+        self._forget(step)
+        self._finish(step, "completed", output)
+
+    def _fail_step(self, step: Step, error: BaseException, phase: str) -> None:
+        self._forget(step)
+        self.fail_step(step, error, phase)
+
+    def _emergency_end(self, step: Step, error: BaseException, phase: str) -> None:
+        """End ``step`` with the least bookkeeping possible, after bookkeeping itself failed."""
+        self._forget(step)
+        step.end_ns = _perf_ns()
+        step.status = "failed"
+        step.ctx_key = None
+        step.error = {
+            "code": "recorder_error",
+            "message": f"tracekit bookkeeping failed: {type(error).__qualname__}",
+            "details": {"type": type(error).__qualname__, "chain": [], "traceback": "",
+                        "hints": [], "phase": phase},
+        }
+        with self._lock:
+            self._ring.append(step)
+            self._finished += 1
+
+    def in_flight(self) -> list[Step]:
+        return sorted((s for b in list(self._open.values()) for s in list(b)), key=lambda s: s.seq)
+
+
+class _RunScope:
+    """``with recorder.run():`` / ``async with recorder.run():``."""
+
+    __slots__ = ("_recorder",)
+
+    def __init__(self, recorder: TraceRecorder) -> None:
+        self._recorder = recorder
+
+    def __enter__(self) -> TraceRecorder:
+        if self._recorder.enabled:
+            self._recorder._begin_run()
+        return self._recorder
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._recorder.enabled:
+            self._recorder._end_run(exc)
+
+    async def __aenter__(self) -> TraceRecorder:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,123 @@
+"""Redaction and size caps for captured inputs.
+
+Capture is off by default. When on, every key whose lower-cased name contains a denylist word is
+replaced by :data:`REDACTED`, at any depth and inside lists; over-redacting is the safe side.
+Hashes are always computed on the original payload, never on the redacted copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import orjson
+
+from tracekit.hashing import canonical_json, hash_object
+
+__all__ = [
+    "DENYLIST",
+    "REDACTED",
+    "Capture",
+    "capture_payload",
+    "is_secret_key",
+    "redact",
+]
+
+REDACTED: Final = "[REDACTED]"
+
+DENYLIST: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "auth",  # also authorization, oauth
+    "cookie",
+    "session",
+    "credential",  # also credentials
+    "private_key",
+    "privatekey",
+    "signature",
+    "bearer",
+    "jwt",
+    "ssn",
+    "card_number",
+    "cvv",
+)
+
+_MAX_DEPTH: Final = 64
+
+
+def is_secret_key(key: object, extra: Iterable[str] = ()) -> bool:
+    k = str(key).lower()
+    return any(word in k for word in DENYLIST) or any(word in k for word in extra)
+
+
+def redact(value: Any, extra: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` with secret keys masked; containers are copied, leaves shared."""
+    words = tuple(w.lower() for w in extra)
+    seen: set[int] = set()
+
+    def walk(v: Any, depth: int) -> Any:
+        if isinstance(v, dict | list | tuple | set | frozenset):
+            if id(v) in seen:
+                return "[cycle]"
+            if depth >= _MAX_DEPTH:
+                return "[too deep]"
+            seen.add(id(v))
+            try:
+                if isinstance(v, dict):
+                    return {
+                        k: (REDACTED if is_secret_key(k, words) else walk(x, depth + 1))
+                        for k, x in list(v.items())
+                    }
+                return [walk(x, depth + 1) for x in list(v)]
+            finally:
+                seen.discard(id(v))
+        return v
+
+    return walk(value, 0)
+
+
+class Capture:
+    """A captured, redacted and capped payload, ready to be written as JSON."""
+
+    __slots__ = ("data", "truncated")
+
+    def __init__(self, data: bytes, truncated: bool) -> None:
+        self.data = data
+        self.truncated = truncated
+
+    def fragment(self) -> orjson.Fragment:
+        return orjson.Fragment(self.data)
+
+
+def capture_payload(
+    payload: Any,
+    *,
+    input_digest: bytes,
+    max_bytes: int,
+    extra_keys: Iterable[str] = (),
+    redactor: Callable[[Any], Any] | None = None,
+) -> Capture:
+    """Redact ``payload`` and serialize it canonically; over ``max_bytes`` it becomes a marker."""
+    try:
+        safe = redact(payload, extra_keys)
+        if redactor is not None:
+            safe = redactor(safe)
+        data = canonical_json(safe)
+    except Exception as exc:
+        data = orjson.dumps({"$capture_error": type(exc).__qualname__})
+    if len(data) <= max_bytes:
+        return Capture(data, False)
+    marker = {
+        "$truncated": True,
+        "original_bytes": len(data),
+        "hash": hash_object(input_digest),
+        "preview": data[: min(256, max_bytes // 4)].decode("utf-8", "replace"),
+    }
+    return Capture(orjson.dumps(marker), True)
