@@ -1,0 +1,30 @@
+"""Shared test fixtures: every test runs in its own empty directory with a clean environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracekit import TraceContext
+
+_ENV_PREFIXES = ("TRACEKIT_",)
+_ENV_NAMES = ("GIT_SHA", "GITHUB_SHA")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's TRACEKIT_* settings or writes into the checkout."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def context() -> TraceContext:
+    return TraceContext(pack_ref="etl@1.4.0", flow_id="nightly", flow_version="3")
