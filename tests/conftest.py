@@ -19,6 +19,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     import os
 
     for name in list(os.environ):
+        if name == "TRACEKIT_SOAK_ITERATIONS":
+            continue  # a knob of the test suite, not of the recorder
         if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
