@@ -127,3 +127,13 @@ def test_generators_are_not_consumed() -> None:
     gen = (i for i in range(3))
     hash_hex(gen)
     assert list(gen) == [0, 1, 2]
+
+
+def test_nan_is_told_apart_up_to_the_scan_limit_and_hashes_as_orjson_past_it() -> None:
+    from tracekit.hashing import NAN_SCAN_LIMIT
+
+    small_nan = {"pad": "x" * 100, "v": float("nan")}
+    small_none = {"pad": "x" * 100, "v": None}
+    assert hash_hex(small_nan) != hash_hex(small_none)
+    big_nan = {"pad": "x" * NAN_SCAN_LIMIT, "v": float("nan")}
+    assert hash_hex(big_nan) == _reference(big_nan)  # documented: past the limit, NaN is null
