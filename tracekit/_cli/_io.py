@@ -1,0 +1,157 @@
+"""Reading trace files for the command line, and the exit-code conventions every command shares.
+
+Every command reads traces through :func:`load_trace`, which turns every way a file can be wrong
+(missing, a directory, empty, truncated, binary, not UTF-8, not an object) into one
+:class:`TraceLoadError` with a ``file: /pointer: message`` form, so no user mistake ever ends in a
+Python traceback. It only parses; schema and semantic checks are ``tracekit validate``'s job.
+
+Threading contract: the functions here hold no state and may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import click
+import orjson
+
+__all__ = [
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "MAX_TRACE_BYTES",
+    "TraceLoadError",
+    "exit_for",
+    "fail",
+    "load_trace",
+    "problem_line",
+]
+
+EXIT_OK: Final = 0
+#: Some input is not a valid trace (malformed JSON and empty files included), or traces differ.
+EXIT_INVALID: Final = 1
+#: A usage error, or a path that cannot be read at all.
+EXIT_USAGE: Final = 2
+
+#: Larger files are refused rather than read: a trace is the last N steps, never gigabytes.
+MAX_TRACE_BYTES: Final = 512 * 1024 * 1024
+
+_BOMS: Final = (
+    (b"\xef\xbb\xbf", "UTF-8"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+class TraceLoadError(Exception):
+    """A file that is not a readable JSON object.
+
+    ``unreadable`` is True when the path cannot be read at all (missing, a directory, no
+    permission: exit 2) and False when it was read but is not a trace (exit 1).
+    """
+
+    def __init__(self, path: Path, message: str, *, pointer: str = "", unreadable: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pointer = pointer
+        self.message = message
+        self.unreadable = unreadable
+
+    def __str__(self) -> str:
+        return problem_line(self.path, self.pointer, self.message)
+
+
+def problem_line(path: Path | str, pointer: str, message: str) -> str:
+    """The one line format every command uses for a problem: ``file: /json/pointer: message``."""
+    return f"{path}: {pointer or '/'}: {message}"
+
+
+def _read(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise TraceLoadError(path, "is a directory, not a trace file", unreadable=True)
+        size = path.stat().st_size
+        if size > MAX_TRACE_BYTES:
+            raise TraceLoadError(
+                path, f"file is {size} bytes; allowed: at most {MAX_TRACE_BYTES} bytes for a trace"
+            )
+        return path.read_bytes()
+    except TraceLoadError:
+        raise
+    except FileNotFoundError:
+        raise TraceLoadError(path, "no such file", unreadable=True) from None
+    except PermissionError:
+        raise TraceLoadError(path, "permission denied: cannot read the file", unreadable=True) from None
+    except OSError as exc:
+        reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
+        raise TraceLoadError(path, f"cannot read the file: {reason}", unreadable=True) from None
+
+
+def _decode_problem(data: bytes) -> str | None:
+    """A plain-words reason why ``data`` is not UTF-8 JSON text, checked before parsing."""
+    if not data:
+        return "empty file; a trace is a JSON object"
+    if not data.strip():
+        return "file holds only whitespace; a trace is a JSON object"
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return f"file starts with a {name} byte order mark; a trace is UTF-8 JSON without one"
+    if b"\x00" in data[:4096]:
+        return "binary data (NUL bytes), not JSON text"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 at byte {exc.start}; a trace is UTF-8 JSON"
+    return None
+
+
+def _json_problem(exc: orjson.JSONDecodeError) -> str:
+    where = f"line {exc.lineno}, column {exc.colno}"
+    reason = exc.msg
+    if "end of data" in reason or "EOF" in reason:
+        return f"truncated JSON: the file ends before the document does ({where})"
+    if "depth" in reason or "recursion" in reason.lower():
+        return f"JSON nested too deeply to read ({where})"
+    if "infinity" in reason:
+        return f"a number too large for a double ({where})"
+    return f"not valid JSON: {reason} ({where})"
+
+
+_KIND: Final = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def load_trace(path: Path) -> dict[str, Any]:
+    """Read and parse ``path``; return the top-level JSON object. Does not schema-validate.
+
+    Raises :class:`TraceLoadError` for every way the file can fail to be a JSON object.
+    """
+    data = _read(path)
+    reason = _decode_problem(data)
+    if reason is not None:
+        raise TraceLoadError(path, reason)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise TraceLoadError(path, _json_problem(exc)) from None
+    if not isinstance(doc, dict):
+        kind = "null" if doc is None else _KIND.get(type(doc), type(doc).__name__)
+        raise TraceLoadError(path, f"the top level is {kind}; a trace is a JSON object")
+    return doc
+
+
+def exit_for(*, invalid: bool = False, unreadable: bool = False) -> int:
+    """The exit code for a command's findings: unreadable input beats invalid input."""
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_INVALID if invalid else EXIT_OK
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``: the end of a user's mistake, no traceback."""
+    click.echo(f"tracekit: {message}", err=True)
+    raise click.exceptions.Exit(code)
