@@ -42,6 +42,7 @@ import decimal
 import enum
 import math
 import re
+import threading
 from typing import Any, Final
 
 import orjson
@@ -94,14 +95,22 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+def _needs_slow_look(value: Any) -> bool:
+    # A dict or list subclass may override values()/__iter__ to raise: then take the slow path.
+    try:
+        return _has_non_finite(value)
+    except Exception:
+        return True
+
+
 def canonical_json(value: Any) -> bytes:
     """The canonical JSON bytes of ``value``; never raises."""
     try:
         data = _dumps(value, option=_SORT)
-    except (TypeError, orjson.JSONEncodeError):
+    except Exception:
         return _slow_canonical(value)
     # orjson writes NaN and infinities as null; only then is a second look needed.
-    if len(data) <= NAN_SCAN_LIMIT and b"null" in data and _has_non_finite(value):
+    if len(data) <= NAN_SCAN_LIMIT and b"null" in data and _needs_slow_look(value):
         return _slow_canonical(value)
     return data
 
@@ -110,12 +119,29 @@ def digest(value: Any) -> bytes:
     """The raw 32-byte blake3 digest of ``canonical_json(value)``; never raises."""
     try:
         data = _dumps(value, option=_SORT)
-    except (TypeError, orjson.JSONEncodeError):
+    except Exception:
         data = _slow_canonical(value)
     else:
-        if len(data) <= NAN_SCAN_LIMIT and b"null" in data and _has_non_finite(value):
+        if len(data) <= NAN_SCAN_LIMIT and b"null" in data and _needs_slow_look(value):
             data = _slow_canonical(value)
-    return blake3(data).digest()
+    return _blake3_digest(data)
+
+
+_local = threading.local()
+#: Inputs up to this size reuse a per-thread hasher; blake3's constructor is ~40% of a small hash.
+_REUSE_LIMIT: Final = 16 * 1024
+
+
+def _blake3_digest(data: bytes) -> bytes:
+    if len(data) > _REUSE_LIMIT:
+        return bytes(blake3(data).digest())
+    try:
+        hasher = _local.hasher
+    except AttributeError:
+        hasher = _local.hasher = blake3()
+    hasher.reset()  # first, so a hash interrupted by an exception never leaks into the next
+    hasher.update(data)
+    return bytes(hasher.digest())
 
 
 def hash_hex(value: Any) -> str:
@@ -134,6 +160,10 @@ def hash_value(value: Any) -> dict[str, str]:
 
 
 # --- the slow path: an iterative encoder that never raises and has no depth limit -----------
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
 
 _RAW = 0  # a bytes chunk to append
 _VAL = 1  # a value to encode
@@ -170,7 +200,8 @@ def _tag(value: Any) -> Any:
     if isinstance(value, float):
         return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
     if isinstance(value, int):
-        return {"$int": str(value)}
+        # Decimal prints any int exactly; str() refuses past 4,300 digits (sys.int_max_str_digits).
+        return {"$int": str(decimal.Decimal(int(value)))}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, decimal.Decimal):
@@ -191,9 +222,17 @@ def _tag(value: Any) -> Any:
     return _safe_repr(value)
 
 
+def _safe_tag(value: Any) -> Any:
+    """``_tag`` that never raises (a released memoryview, a hostile property, ...)."""
+    try:
+        return _tag(value)
+    except Exception:
+        return _safe_repr(value)
+
+
 def _key(key: Any) -> str:
     if isinstance(key, str):
-        return str(key)
+        return str.__str__(key)  # a subclass's __str__ is never called
     return "$key:" + _slow_canonical(key).decode("utf-8")
 
 
@@ -214,19 +253,19 @@ def _slow_canonical(value: Any) -> bytes:
             alive.pop()
             continue
         if item is None or item is True or item is False or isinstance(item, str):
-            emit(_dumps(item) if not isinstance(item, str) else _dumps(str(item)))
+            emit(_dumps(item) if not isinstance(item, str) else _dumps(str.__str__(item)))
             continue
         if isinstance(item, int) and not isinstance(item, enum.Enum):
             if _INT_MIN <= item <= _INT_MAX:
                 emit(str(int(item)).encode("ascii"))
             else:
-                push((_VAL, _tag(item)))
+                push((_VAL, _safe_tag(item)))
             continue
         if isinstance(item, float) and not isinstance(item, enum.Enum):
             if math.isfinite(item):
                 emit(_dumps(float(item)))
             else:
-                push((_VAL, _tag(item)))
+                push((_VAL, _safe_tag(item)))
             continue
         if isinstance(item, dict | list | tuple):
             ident = id(item)
@@ -238,10 +277,9 @@ def _slow_canonical(value: Any) -> bytes:
             alive.append(item)
             push((_LEAVE, None))
             if isinstance(item, dict):
-                try:
-                    pairs = sorted((_key(k), v) for k, v in list(item.items()))
-                except Exception:
-                    pairs = []
+                # The underlying storage, as orjson reads it: an overridden items() is not called.
+                # Sort by key only: values need not be comparable (or may raise when compared).
+                pairs = sorted(((_key(k), v) for k, v in list(dict.items(item))), key=_first)
                 push((_RAW, b"}"))
                 for i in range(len(pairs) - 1, -1, -1):
                     k, v = pairs[i]
@@ -249,7 +287,7 @@ def _slow_canonical(value: Any) -> bytes:
                     push((_RAW, (b"," if i else b"") + _dumps(k) + b":"))
                 push((_RAW, b"{"))
             else:
-                elements = list(item)
+                elements = list.copy(item) if isinstance(item, list) else list(item)
                 push((_RAW, b"]"))
                 for i in range(len(elements) - 1, -1, -1):
                     push((_VAL, elements[i]))
@@ -279,5 +317,5 @@ def _slow_canonical(value: Any) -> bytes:
         open_ids.append(ident)
         alive.append(item)
         push((_LEAVE, None))
-        push((_VAL, _tag(item)))
+        push((_VAL, _safe_tag(item)))
     return b"".join(out)

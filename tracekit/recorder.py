@@ -51,6 +51,20 @@ _perf_ns = time.perf_counter_ns
 _HOST: Final = socket.gethostname()
 
 
+def _text(value: Any) -> str:
+    """A string for a field the envelope types as one (a runner passed an int, bytes, ...)."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__qualname__}>"
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... [truncated: {len(text)} characters in all]"
+
+
 class TraceRecorder:
     """A flight recorder: keeps the last N finished steps and writes a trace per the mode.
 
@@ -132,6 +146,8 @@ class TraceRecorder:
                 else:
                     self._final("failure", error)
             finally:
+                # Its steps still in flight were written with the run; a late end is a misuse.
+                self._open.clear()
                 self._reset(explicit=False)
 
     def _reset(self, explicit: bool) -> None:
@@ -193,7 +209,7 @@ class TraceRecorder:
         if not self.enabled:
             return
         try:
-            found = list(issues)
+            found = self._issues(event, issues)
             step = self._peek(event)
             if step is None and event.step_id is not None:
                 step = next((s for s in reversed(self._ring) if s.given_id == event.step_id), None)
@@ -201,6 +217,7 @@ class TraceRecorder:
                 step.issues = [*(step.issues or ()), *found]
                 return
             # Validation of a node that is not running: a step of its own.
+            self._misused("validation_without_start", event)
             step = self._make_step(event, execution_key())
             step.issues = found
             errors_found = [i for i in found if i.severity == "error"]
@@ -219,9 +236,59 @@ class TraceRecorder:
         except Exception:
             self._internal_error("on_validation")
 
+    def _issues(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> list[ValidationIssue]:
+        """The issues as the envelope needs them: typed fields, messages capped."""
+        limit = self.config.max_detail_chars
+        found: list[ValidationIssue] = []
+        for item in list(issues):
+            if not isinstance(item, ValidationIssue):
+                self._misused("bad_validation_issue", event)
+                found.append(ValidationIssue("invalid_issue", _capped(_text(item), limit)))
+                continue
+            code, message, path = item.code, item.message, item.path
+            if type(code) is not str or type(message) is not str or (
+                path is not None and type(path) is not str
+            ):
+                self._misused("bad_validation_issue", event)
+            elif len(message) <= limit and len(code) <= limit:
+                found.append(item)
+                continue
+            found.append(ValidationIssue(
+                _capped(_text(code), limit),
+                _capped(_text(message), limit),
+                None if path is None else _capped(_text(path), limit),
+                item.severity,
+            ))
+        return found
+
     # --- step bookkeeping (one place builds a step) -------------------------------------------
 
+    def _checked(self, event: NodeEvent) -> NodeEvent:
+        """``event``, or a copy whose fields have the types the envelope needs (a misuse)."""
+        sid, pid, attempt = event.step_id, event.parent_step_id, event.attempt
+        if (
+            type(event.node_id) is str
+            and type(event.component_id) is str
+            and type(event.operation) is str
+            and (sid is None or (type(sid) is str and sid))
+            and (pid is None or type(pid) is str)
+            and type(attempt) is int
+            and attempt >= 1
+        ):
+            return event
+        self._misused("bad_event_field", event)
+        return NodeEvent(
+            node_id=_text(event.node_id),
+            component_id=_text(event.component_id),
+            operation=_text(event.operation),
+            payload=event.payload,
+            step_id=None if sid is None or sid == "" else _text(sid),
+            parent_step_id=None if pid is None else _text(pid),
+            attempt=attempt if type(attempt) is int and attempt >= 1 else 1,
+        )
+
     def _make_step(self, event: NodeEvent, ctx: Any) -> Step:
+        event = self._checked(event)
         payload = event.payload
         input_digest = digest(payload)
         capture = None
@@ -390,7 +457,8 @@ class TraceRecorder:
                 scope=scope,
                 time=rfc3339(time.time_ns()),
                 code=code or (record["code"] if record else "flow_error"),
-                message=message or (record["message"] if record else "runner error"),
+                message=_capped(_text(message), self.config.max_detail_chars) if message
+                else (record["message"] if record else "runner error"),
                 node_id=node_id,
                 step_id=step_id,
                 tags={str(k): str(v) for k, v in (tags or {}).items()},

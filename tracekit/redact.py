@@ -50,6 +50,7 @@ DENYLIST: Final[tuple[str, ...]] = (
 )
 
 _MAX_DEPTH: Final = 64
+_PLAIN: Final = (str, int, float, bool)
 
 
 def is_secret_key(key: object, extra: Iterable[str] = ()) -> bool:
@@ -78,7 +79,12 @@ def redact(value: Any, extra: Iterable[str] = ()) -> Any:
                 return [walk(x, depth + 1) for x in list(v)]
             finally:
                 seen.discard(id(v))
-        return v
+        if v is None or isinstance(v, _PLAIN):
+            return v
+        # A dataclass, model or other object is written as its fields or state, whose keys
+        # can be secrets too (a LoginRequest's password): redact the JSON form it hashes to.
+        form = orjson.loads(canonical_json(v))
+        return form if not isinstance(form, dict | list) else walk(form, depth + 1)
 
     return walk(value, 0)
 

@@ -74,6 +74,10 @@ def _temp_file(target: Path, data: bytes, mode: int) -> Iterator[Path]:
 
 def _ensure_dir(directory: Path) -> None:
     if not directory.is_dir():
+        # A file where the directory should be: say so (mkdir alone would say "File exists").
+        for part in (directory, *directory.parents):
+            if part.exists() and not part.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "trace directory is not a directory", str(part))
         directory.mkdir(parents=True, exist_ok=True)
 
 
