@@ -192,7 +192,8 @@ class TraceRecorder:
         except Exception:
             self._internal_error("on_node_end")
 
-    def on_node_error(self, event: NodeEvent, error: BaseException) -> None:
+    def on_node_error(self, event: NodeEvent, error: BaseException, *, phase: str = "execution") -> None:
+        """End the step as failed; ``phase`` (kept in ``error.details.phase``) says when it failed."""
         if not self.enabled:
             return
         try:
@@ -201,7 +202,7 @@ class TraceRecorder:
                 # Never lose a failure: record it as a step that started now.
                 self._misused("error_without_start", event)
                 step = self._make_step(event, execution_key())
-            self.fail_step(step, error)
+            self.fail_step(step, error, phase)
         except Exception:
             self._internal_error("on_node_error")
 
