@@ -621,7 +621,7 @@ class TraceRecorder:
                     if run.target is None:
                         path = claim_history_file(
                             cfg.dir, history_stem(run.wall_anchor_ns, self.context.flow_id), data,
-                            mode=mode,
+                            mode=mode, on_claim=lambda claimed: setattr(run, "target", str(claimed)),
                         )
                         run.target = str(path)
                     else:

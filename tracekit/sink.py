@@ -14,7 +14,7 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -98,11 +98,20 @@ def history_stem(started_ns: int, flow_id: str) -> str:
     return f"{when}-{safe[:100]}"
 
 
-def claim_history_file(directory: Path, stem: str, data: bytes, *, mode: int = 0o644) -> Path:
+def claim_history_file(
+    directory: Path,
+    stem: str,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    on_claim: Callable[[Path], None] | None = None,
+) -> Path:
     """Write ``data`` to a new history file ``stem.json`` (or ``stem-N.json``), never overwriting.
 
     The name is claimed with a hard link from the fsynced temp file: ``link`` fails if the name
-    exists, so two processes starting in the same second never share a file.
+    exists, so two processes starting in the same second never share a file. ``on_claim`` hears
+    the name as soon as it is taken, so a caller whose directory fsync then fails still knows
+    which file is its own (and rewrites it rather than claiming another).
     """
     _ensure_dir(directory)
     with _temp_file(directory / f"{stem}.json", data, mode) as tmp:
@@ -119,6 +128,8 @@ def claim_history_file(directory: Path, stem: str, data: bytes, *, mode: int = 0
                 if candidate.exists():
                     continue
                 os.replace(tmp, candidate)
+            if on_claim is not None:
+                on_claim(candidate)
             _fsync_dir(directory)
             return candidate
     raise FileExistsError(errno.EEXIST, "no free history name", str(directory / stem))
