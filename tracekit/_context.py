@@ -7,14 +7,15 @@ import threading
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CURRENT_STEP_ID", "execution_key"]
+__all__ = ["CURRENT_STEP_ID", "current_task", "execution_key", "get_ident", "get_running_loop"]
 
 #: The step id of the innermost ``recorder.step()`` block; asyncio tasks inherit it.
 CURRENT_STEP_ID: ContextVar[str | None] = ContextVar("tracekit_current_step", default=None)
 
-_get_running_loop = asyncio._get_running_loop
-_current_task = asyncio.current_task
-_get_ident = threading.get_ident
+# Bound once: the recorder's hot path inlines execution_key() with these.
+get_running_loop = _get_running_loop = asyncio._get_running_loop
+current_task = _current_task = asyncio.current_task
+get_ident = _get_ident = threading.get_ident
 
 
 def execution_key() -> Any:
