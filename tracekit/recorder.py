@@ -194,7 +194,7 @@ class TraceRecorder:
         if not self.enabled:
             return
         try:
-            key = event.step_id
+            key: Any = event.step_id
             if key is None:
                 loop = _get_running_loop()
                 task = None if loop is None else _current_task(loop)
