@@ -1,15 +1,20 @@
-"""The ``tracekit`` command line."""
+"""The ``tracekit`` command line: a thin group; each command lives in ``tracekit._cli.<name>``."""
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
 import click
-import orjson
 
+from tracekit._cli.demo import demo
+from tracekit._cli.diff import diff
+from tracekit._cli.env import env
+from tracekit._cli.ls import ls
+from tracekit._cli.schema import schema
+from tracekit._cli.show import show
+from tracekit._cli.validate import validate
 from tracekit._version import __version__
-from tracekit.schema import schema_path, validate_document
 
 __all__ = ["cli", "main"]
 
@@ -17,43 +22,28 @@ __all__ = ["cli", "main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracekit")
 def cli() -> None:
-    """tracekit: a flight recorder for execution engines."""
+    """tracekit: a flight recorder for execution engines.
 
-
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
-    """Check trace files against the published JSON Schema.
-
-    Example: tracekit validate trace.json
+    \b
+    Examples:
+      tracekit demo                 # a small pipeline that fails on purpose, then its trace
+      tracekit show trace.json      # what failed, why, and what to try next
+      tracekit validate traces/     # check traces against the schema
     """
-    bad = False
-    for path in paths:
-        try:
-            doc = orjson.loads(path.read_bytes())
-        except OSError as exc:
-            click.echo(f"{path}: cannot read: {exc.strerror}", err=True)
-            sys.exit(2)
-        except orjson.JSONDecodeError as exc:
-            click.echo(f"{path}: /: not valid JSON: {exc}")
-            bad = True
-            continue
-        problems = validate_document(doc)
-        for p in problems:
-            click.echo(f"{path}: {p}")
-        bad = bad or bool(problems)
-        if not problems:
-            click.echo(f"{path}: ok")
-    sys.exit(1 if bad else 0)
 
 
-@cli.command()
-@click.option("--path", "show_path", is_flag=True, help="Print where the installed schema lives.")
-def schema(show_path: bool) -> None:
-    """Print the JSON Schema of the trace envelope."""
-    p = schema_path()
-    click.echo(str(p) if show_path else p.read_text(encoding="utf-8"), nl=show_path)
+for _command in (validate, show, diff, ls, schema, demo, env):
+    cli.add_command(_command)
 
 
 def main() -> None:
-    cli()
+    """The console script: a closed pipe (``| head``) or Ctrl-C ends quietly, without a traceback."""
+    try:
+        cli()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at devnull so that flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
