@@ -10,7 +10,9 @@ import click
 from tracekit._cli.demo import demo
 from tracekit._cli.diff import diff
 from tracekit._cli.env import env
+from tracekit._cli.export import export
 from tracekit._cli.ls import ls
+from tracekit._cli.report import report
 from tracekit._cli.schema import schema
 from tracekit._cli.show import show
 from tracekit._cli.validate import validate
@@ -32,7 +34,7 @@ def cli() -> None:
     """
 
 
-for _command in (validate, show, diff, ls, schema, demo, env):
+for _command in (validate, show, diff, ls, schema, demo, env, export, report):
     cli.add_command(_command)
 
 
