@@ -1,13 +1,78 @@
-"""pytest plugin: inert unless ``pytest --tracekit`` is given."""
+"""pytest plugin: record a test session as a tracekit run; inert unless ``pytest --tracekit``.
+
+Registered through the ``pytest11`` entry point, so every pytest run loads this module. Without
+``--tracekit`` it only adds the options: no hook of the recorder is registered, nothing is
+imported and nothing is written.
+
+Mapping: the session is the run; each test is one step (``node_id`` = the test's node id,
+``component_id`` = its module, ``operation`` = ``"test"``, ``payload`` = its parameters from
+``callspec.params``, ``attempt`` = pytest-rerunfailures' execution count). Setup, call and
+teardown are phases of that one step, not steps of their own, so the ring buffer holds the last
+N *tests*: a failure in any phase fails the step and the phase is kept in
+``error.details.phase`` (``setup`` for a fixture error). Skipped and xfailed tests end
+``cancelled`` (their reason is the error message, the real pytest exception is in the chain).
+The run ends ``failure`` when a test or a collection failed, ``cancelled`` when interrupted.
+
+Under pytest-xdist each worker records its own tests into its own file (``trace-gw0.json``, or
+flow id ``pytest-gw0`` in history mode); the controller records nothing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["pytest_addoption"]
+import pytest
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from tracekit.observer import NodeEvent
+    from tracekit.recorder import TraceRecorder
+
+__all__ = [
+    "DEFAULT_FLOW_ID",
+    "OPERATION",
+    "PLUGIN_NAME",
+    "TestSkipped",
+    "TestsFailed",
+    "TracekitPytestPlugin",
+    "pytest_addoption",
+    "pytest_configure",
+]
+
+#: The flow id of a session unless ``--tracekit-flow`` names another.
+DEFAULT_FLOW_ID: Final = "pytest"
+#: The ``operation`` of every test step.
+OPERATION: Final = "test"
+#: The name the active plugin is registered under (``config.pluginmanager.get_plugin``).
+PLUGIN_NAME: Final = "tracekit-recorder"
+_XDIST_CONTROLLER: Final = "dsession"  # the plugin xdist registers in the controller process
+_MAX_LONGREPR: Final = 4096  # characters of a report's text kept when there is no exception
 
 
-def pytest_addoption(parser: Any) -> None:
+class TestSkipped(Exception):
+    """A skipped or xfailed test: a control-flow signal, so its step ends ``cancelled``.
+
+    Its ``__cause__`` is the exception pytest raised (``Skipped``, or the xfailed assertion).
+    """
+
+    __test__ = False  # not a test class, whatever pytest's collection rules say
+
+
+class TestsFailed(Exception):
+    """The session's summary when it failed; recorded in the trace's ``errors[]``."""
+
+    __test__ = False
+
+
+class _ReportedFailure(Exception):
+    """A failed report without an exception (a strict XPASS): the report's text stands in."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tracekit")
     group.addoption(
         "--tracekit",
@@ -15,3 +80,226 @@ def pytest_addoption(parser: Any) -> None:
         default=False,
         help="record each test as a tracekit step and write a trace per the TRACEKIT_TRACE mode",
     )
+    group.addoption(
+        "--tracekit-flow",
+        default=None,
+        metavar="FLOW_ID",
+        help=f"the trace's flow id (default: {DEFAULT_FLOW_ID!r})",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own pytest_configure has registered its controller
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("tracekit", False):
+        return
+    if config.pluginmanager.has_plugin(_XDIST_CONTROLLER):
+        return  # tests run in the workers; an empty controller trace would only mislead
+    config.pluginmanager.register(TracekitPytestPlugin(config), PLUGIN_NAME)
+
+
+def _worker_id(config: pytest.Config) -> str | None:
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict):
+        wid = workerinput.get("workerid")
+        return str(wid) if wid else None
+    return None
+
+
+def _worker_path(path: Path, worker: str) -> Path:
+    return path.with_name(f"{path.stem}-{worker}{path.suffix}")
+
+
+def _make_recorder(config: pytest.Config) -> TraceRecorder:
+    from tracekit.config import ConfigError, TraceConfig
+    from tracekit.model import TraceContext
+    from tracekit.recorder import TraceRecorder
+
+    worker = _worker_id(config)
+    flow = config.getoption("tracekit_flow", None) or DEFAULT_FLOW_ID
+    if worker is not None:
+        flow = f"{flow}-{worker}"
+    context = TraceContext(
+        pack_ref=config.rootpath.name or str(config.rootpath),
+        flow_id=flow,
+        flow_version=pytest.__version__,
+        runner_version=f"pytest {pytest.__version__}",
+    )
+    try:
+        trace_config = TraceConfig.from_env()
+    except ConfigError as err:
+        raise pytest.UsageError(f"--tracekit: {err}") from None
+    if worker is not None and trace_config.dir is None:
+        trace_config = dataclasses.replace(trace_config, out=_worker_path(trace_config.out, worker))
+    return TraceRecorder(trace_config, context)
+
+
+def _payload(item: pytest.Item) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    params = getattr(callspec, "params", None)
+    return dict(params) if isinstance(params, dict) else {}
+
+
+def _component(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    name = getattr(module, "__name__", None)
+    if isinstance(name, str) and name:
+        return name
+    return item.nodeid.split("::", 1)[0]
+
+
+def _report_text(report: pytest.TestReport | pytest.CollectReport) -> str:
+    try:
+        text = report.longreprtext
+    except Exception:
+        text = ""
+    return text if len(text) <= _MAX_LONGREPR else "..." + text[-_MAX_LONGREPR:]
+
+
+class _TestState:
+    """What the phases of one test reported, until its step ends."""
+
+    __slots__ = ("error", "event", "later_errors", "phase", "skip_phase", "skipped")
+
+    def __init__(self, event: NodeEvent) -> None:
+        self.event = event
+        self.error: BaseException | None = None
+        self.phase = ""
+        self.skipped: BaseException | None = None
+        self.skip_phase = ""
+        self.later_errors: list[tuple[str, BaseException]] = []
+
+
+class TracekitPytestPlugin:
+    """The active plugin: one recorder per process, one run per session, one step per test.
+
+    Threading contract: pytest calls these hooks on its main thread, one test at a time (each
+    xdist worker is its own process with its own plugin and recorder). No hook raises into
+    pytest: recording failures are logged on the ``tracekit`` logger by the recorder.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        from tracekit.errors import register_control_flow
+
+        register_control_flow(TestSkipped)  # our own type: no effect on other runners
+        self.recorder = _make_recorder(config)
+        self.failed: list[str] = []
+        self.collection_errors: list[str] = []
+        self._scope: AbstractContextManager[Any] | None = None
+        self._current: _TestState | None = None
+
+    # --- the session is the run ---------------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        scope = self.recorder.run()
+        scope.__enter__()
+        self._scope = scope
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        scope, self._scope = self._scope, None
+        if scope is None:
+            return
+        error: BaseException | None = None
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            error = KeyboardInterrupt("the pytest session was interrupted")
+        elif self.failed or self.collection_errors or exitstatus == pytest.ExitCode.TESTS_FAILED:
+            error = TestsFailed(self._summary())
+        elif exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+            error = TestsFailed("pytest stopped with an internal error")
+        scope.__exit__(None if error is None else type(error), error, None)
+
+    def _summary(self) -> str:
+        parts = []
+        if self.failed:
+            shown = ", ".join(self.failed[:5]) + (", ..." if len(self.failed) > 5 else "")
+            parts.append(f"{len(self.failed)} test(s) failed: {shown}")
+        if self.collection_errors:
+            parts.append(f"{len(self.collection_errors)} collection error(s)")
+        return "; ".join(parts) or "the pytest session failed"
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if not report.failed:
+            return
+        self.collection_errors.append(report.nodeid)
+        self.recorder.emit_error(
+            "runner",
+            message=f"collecting {report.nodeid or 'the session'} failed",
+            node_id=report.nodeid or None,
+            context={"phase": "collect", "report": _report_text(report)},
+        )
+
+    # --- each test is a step ------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[
+        None, object, object
+    ]:
+        from tracekit.observer import NodeEvent
+
+        recorder = self.recorder
+        event = NodeEvent(
+            node_id=item.nodeid,
+            component_id=_component(item),
+            operation=OPERATION,
+            payload=_payload(item),
+            attempt=max(1, int(getattr(item, "execution_count", 1) or 1)),
+        )
+        state = self._current = _TestState(event)
+        recorder.on_node_start(event)
+        try:
+            result = yield
+        except BaseException as exc:  # an interrupt or pytest.exit: end the step, re-raise
+            state.error = state.error or exc
+            state.phase = state.phase or "call"
+            raise
+        finally:
+            self._current = None
+            self._end(state)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pytest.TestReport, pytest.TestReport
+    ]:
+        report = yield
+        state = self._current
+        if state is not None and state.event.node_id == item.nodeid:
+            self._note(state, call, report)
+        return report
+
+    def _note(self, state: _TestState, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+        excinfo = call.excinfo
+        if report.failed:
+            error: BaseException = (
+                excinfo.value if excinfo is not None else _ReportedFailure(_report_text(report))
+            )
+            if state.error is None:
+                state.error, state.phase = error, call.when
+            else:
+                state.later_errors.append((call.when, error))
+        elif report.skipped and state.skipped is None:
+            reason = getattr(report, "wasxfail", None)
+            text = f"xfail: {reason}" if reason is not None else _skip_reason(report)
+            skipped = TestSkipped(text)
+            skipped.__cause__ = excinfo.value if excinfo is not None else None
+            state.skipped, state.skip_phase = skipped, call.when
+
+    def _end(self, state: _TestState) -> None:
+        recorder, event = self.recorder, state.event
+        if state.error is not None:
+            recorder.on_node_error(event, state.error, phase=state.phase)
+            if not isinstance(state.error, KeyboardInterrupt | pytest.exit.Exception):
+                self.failed.append(event.node_id)
+        elif state.skipped is not None:
+            recorder.on_node_error(event, state.skipped, phase=state.skip_phase)
+        else:
+            recorder.on_node_end(event, None)
+        for phase, error in state.later_errors:
+            # A teardown that fails after the test did: the step keeps the first failure.
+            recorder.emit_error("node", error, node_id=event.node_id, context={"phase": phase})
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return "skipped"

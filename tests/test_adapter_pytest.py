@@ -1,0 +1,245 @@
+"""The pytest plugin, run for real through ``pytester`` on a small test file."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tracekit.adapters.pytest import PLUGIN_NAME
+from tracekit.hashing import hash_value
+from tracekit.schema import validate_document
+
+pytest_plugins = ["pytester"]
+
+SAMPLE = """
+import pickle
+import pytest
+
+def test_ok():
+    pass
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_param(n):
+    assert n
+
+@pytest.mark.parametrize("x", [{"k": 3, "tags": {"a", "b"}, "raw": b"\\x00"}])
+def test_fail(x):
+    with open("captured.pickle", "wb") as f:
+        pickle.dump(x, f)  # exactly what the test received
+    try:
+        raise KeyError("inner")
+    except KeyError as err:
+        raise ValueError("boom") from err
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+def test_fixture_error(broken):
+    pass
+
+@pytest.mark.skip(reason="not today")
+def test_skipped():
+    pass
+"""
+
+PASSING = """
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_many(i):
+    assert i >= 0
+"""
+
+
+# Plugins the inner sessions do not need: pytester restores sys.modules after each in-process
+# run, so hypothesis's plugin would be imported afresh (about a second) every time.
+_QUIET = ("-p", "no:hypothesispytest", "-p", "no:langsmith_plugin", "-p", "no:randomly")
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*_QUIET, *args)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(path.read_bytes())
+    assert validate_document(doc) == []
+    return doc
+
+
+def _by_node(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["node_id"]: s for s in doc["steps"]}
+
+
+def test_session_trace_records_each_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_sample=SAMPLE)
+    result = _run(pytester, "--tracekit")
+    result.assert_outcomes(passed=3, failed=1, errors=1, skipped=1)
+
+    doc = _load(pytester.path / "trace.json")
+    assert doc["run"]["outcome"] == "failure"
+    assert doc["flow"] == {"id": "pytest", "version": pytest.__version__}
+    assert doc["pack"]["pack_ref"] == pytester.path.name
+    steps = doc["steps"]
+    assert [s["node_id"] for s in steps] == [
+        "test_sample.py::test_ok",
+        "test_sample.py::test_param[1]",
+        "test_sample.py::test_param[2]",
+        "test_sample.py::test_fail[x0]",
+        "test_sample.py::test_fixture_error",
+        "test_sample.py::test_skipped",
+    ]
+    assert {s["component_id"] for s in steps} == {"test_sample"}
+    assert {s["operation"] for s in steps} == {"test"}
+    assert all(s["parent_step_id"] is None for s in steps)
+    by_node = _by_node(doc)
+
+    ok = by_node["test_sample.py::test_ok"]
+    assert ok["status"] == "completed"
+    assert ok["input_hash"] == hash_value({})
+    assert by_node["test_sample.py::test_param[2]"]["input_hash"] == hash_value({"n": 2})
+
+    failed = by_node["test_sample.py::test_fail[x0]"]
+    captured = pickle.loads((pytester.path / "captured.pickle").read_bytes())
+    assert failed["status"] == "failed"
+    assert failed["input_hash"] == hash_value({"x": captured})
+    assert failed["error"]["message"] == "boom"
+    assert failed["error"]["code"] == "validation"
+    details = failed["error"]["details"]
+    assert details["type"] == "ValueError"
+    assert details["phase"] == "call"
+    assert [(link["type"], link["relation"]) for link in details["chain"]] == [
+        ("ValueError", "raised"),
+        ("KeyError", "cause"),
+    ]
+
+    fixture = by_node["test_sample.py::test_fixture_error"]
+    assert fixture["status"] == "failed"
+    assert fixture["error"]["message"] == "fixture broke"
+    assert fixture["error"]["details"]["type"] == "RuntimeError"
+    assert fixture["error"]["details"]["phase"] == "setup"
+
+    skipped = by_node["test_sample.py::test_skipped"]
+    assert skipped["status"] == "cancelled"
+    assert skipped["error"]["code"] == "cancelled"
+    assert "not today" in skipped["error"]["message"]
+    assert skipped["error"]["details"]["phase"] == "setup"
+
+    (summary,) = doc["errors"]
+    assert summary["scope"] == "runner"
+    assert "2 test(s) failed" in summary["message"]
+    assert "test_sample.py::test_fail[x0]" in summary["message"]
+
+
+def test_teardown_failure_after_a_failed_call_keeps_both(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_teardown="""
+        import pytest
+
+        @pytest.fixture
+        def res():
+            yield 1
+            raise OSError("cleanup failed")
+
+        def test_it(res):
+            assert res == 2
+        """
+    )
+    result = _run(pytester, "--tracekit")
+    result.assert_outcomes(failed=1, errors=1)
+    doc = _load(pytester.path / "trace.json")
+    (step,) = doc["steps"]
+    assert step["status"] == "failed"
+    assert step["error"]["details"]["type"] == "AssertionError"
+    assert step["error"]["details"]["phase"] == "call"
+    teardown = [e for e in doc["errors"] if e["scope"] == "node"]
+    assert len(teardown) == 1
+    assert teardown[0]["node_id"] == "test_teardown.py::test_it"
+    assert teardown[0]["message"] == "cleanup failed"
+    assert teardown[0]["context"] == {"phase": "teardown"}
+
+
+def test_passing_session_in_always_mode_and_flow_option(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEKIT_TRACE", "always")
+    monkeypatch.setenv("TRACEKIT_TRACE_OUT", "out/session.json")
+    (pytester.path / "out").mkdir()
+    pytester.makepyfile(test_pass=PASSING)
+    result = _run(pytester, "--tracekit", "--tracekit-flow", "nightly-tests")
+    result.assert_outcomes(passed=4)
+    doc = _load(pytester.path / "out" / "session.json")
+    assert doc["run"]["outcome"] == "success"
+    assert doc["flow"]["id"] == "nightly-tests"
+    assert doc["errors"] == []
+    assert [s["status"] for s in doc["steps"]] == ["completed"] * 4
+    assert [s["input_hash"] for s in doc["steps"]] == [hash_value({"i": i}) for i in range(4)]
+
+
+def test_passing_session_in_on_mode_writes_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pass=PASSING)
+    _run(pytester, "--tracekit").assert_outcomes(passed=4)
+    assert list(pytester.path.glob("*.json")) == []
+
+
+def test_without_the_option_the_plugin_is_inert(pytester: pytest.Pytester) -> None:
+    assert pytester.parseconfigure().pluginmanager.get_plugin(PLUGIN_NAME) is None
+    assert pytester.parseconfigure("--tracekit").pluginmanager.get_plugin(PLUGIN_NAME) is not None
+    pytester.makepyfile(test_sample=SAMPLE)
+    result = _run(pytester)
+    result.assert_outcomes(passed=3, failed=1, errors=1, skipped=1)
+    assert list(pytester.path.rglob("*.json")) == []
+
+
+def test_invalid_environment_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEKIT_TRACE_BUFFER", "zero")
+    pytester.makepyfile(test_pass=PASSING)
+    result = _run(pytester, "--tracekit")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tracekit: TRACEKIT_TRACE_BUFFER='zero'*allowed: an integer >= 1*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_collection_error_fails_the_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ok=PASSING, test_broken="import no_such_module_for_tracekit\n")
+    result = _run(pytester, "--tracekit", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=4, errors=1)
+    doc = _load(pytester.path / "trace.json")
+    assert doc["run"]["outcome"] == "failure"
+    collect = [e for e in doc["errors"] if e["context"].get("phase") == "collect"]
+    assert [e["node_id"] for e in collect] == ["test_broken.py"]
+    assert "no_such_module_for_tracekit" in collect[0]["context"]["report"]
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["out", "history"])
+def test_xdist_workers_each_write_their_own_trace(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, history: bool
+) -> None:
+    monkeypatch.setenv("TRACEKIT_TRACE", "always")
+    traces = pytester.path / "traces"
+    traces.mkdir()
+    if history:
+        monkeypatch.setenv("TRACEKIT_TRACE_DIR", str(traces))
+    else:
+        monkeypatch.setenv("TRACEKIT_TRACE_OUT", str(traces / "trace.json"))
+    pytester.makepyfile(test_pass=PASSING)
+    result = pytester.runpytest_subprocess(*_QUIET, "--tracekit", "-n", "2")
+    result.assert_outcomes(passed=4)
+
+    files = sorted(traces.glob("*.json"))
+    docs = [_load(f) for f in files]
+    flows = sorted(d["flow"]["id"] for d in docs)
+    assert flows == ["pytest-gw0", "pytest-gw1"]
+    if history:
+        assert [f.name[len("YYYYMMDD-HHMMSS-"):] for f in files] == ["pytest-gw0.json", "pytest-gw1.json"]
+    else:
+        assert [f.name for f in files] == ["trace-gw0.json", "trace-gw1.json"]
+    # Every test ran in exactly one worker; the controller wrote no trace of its own.
+    node_ids = sorted(s["node_id"] for d in docs for s in d["steps"])
+    assert node_ids == sorted(f"test_pass.py::test_many[{i}]" for i in range(4))
