@@ -326,3 +326,72 @@ def test_manage_runs_false_joins_the_callers_run(context: TraceContext) -> None:
     doc = load()
     assert [s["node_id"] for s in doc["steps"]] == ["prepare", "load", "enrich", "price", "LangGraph"]
     assert doc["run"]["outcome"] == "failure"
+
+
+def test_parallel_branches_keep_their_inputs_and_parents(context: TraceContext) -> None:
+    """Fan-out: ``left`` and ``right`` run at once on LangGraph's threads; ``right`` fails."""
+    together = threading.Barrier(2, timeout=30)
+    seen: dict[str, Any] = {}
+
+    class Fan(TypedDict):
+        x: int
+        left: int
+        right: int
+
+    def start(state: Fan) -> dict[str, Any]:
+        return {"x": state["x"] + 1}
+
+    def left(state: Fan) -> dict[str, Any]:
+        seen["left"] = dict(state)
+        together.wait()
+        return {"left": state["x"] * 2}
+
+    def right(state: Fan) -> dict[str, Any]:
+        seen["right"] = dict(state)
+        together.wait()
+        raise FileNotFoundError("rates.csv")
+
+    graph = StateGraph(Fan)
+    for name, fn in (("start", start), ("left", left), ("right", right)):
+        graph.add_node(name, fn)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "left")
+    graph.add_edge("start", "right")
+    graph.add_edge(["left", "right"], END)
+    recorder = make(context)
+    with pytest.raises(FileNotFoundError):
+        graph.compile().invoke({"x": 1, "left": 0, "right": 0},
+                               config={"callbacks": [TracekitCallbackHandler(recorder)]})
+    doc = load()
+    steps = by_node(doc)
+    root = steps["LangGraph"]
+    assert {steps[n]["parent_step_id"] for n in ("start", "left", "right")} == {root["step_id"]}
+    assert steps["left"]["status"] == "completed"
+    assert steps["right"]["status"] == "failed"
+    assert steps["right"]["error"]["code"] == "not_found"
+    assert steps["left"]["input_hash"] == hash_value(seen["left"])
+    assert steps["right"]["input_hash"] == hash_value(seen["right"])
+    assert doc["run"]["outcome"] == "failure"
+
+
+def test_subgraph_nodes_hang_under_the_subgraph_node(context: TraceContext) -> None:
+    inner = StateGraph(State)
+    inner.add_node("inner_step", lambda s: {"x": s["x"] + 1})
+    inner.add_edge(START, "inner_step")
+    inner.add_edge("inner_step", END)
+    outer = StateGraph(State)
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "sub")
+    outer.add_edge("sub", END)
+    recorder = make(context, mode="always")
+    outer.compile().invoke({"x": 1, "log": []}, config={"callbacks": [TracekitCallbackHandler(recorder)]})
+    steps = load()["steps"]
+    by_id = {s["step_id"]: s for s in steps}
+    inner_step = next(s for s in steps if s["node_id"] == "inner_step")
+    ancestry = []
+    current = inner_step
+    while current["parent_step_id"] is not None:
+        current = by_id[current["parent_step_id"]]
+        ancestry.append(current["node_id"])
+    assert ancestry[-2:] == ["sub", "LangGraph"]
+    assert by_id[inner_step["parent_step_id"]]["node_id"] == "LangGraph"  # the subgraph's own run

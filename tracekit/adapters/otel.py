@@ -52,6 +52,7 @@ DEFAULT_COMPONENT: Final = "opentelemetry"
 TRACER_NAME: Final = "tracekit"
 _RESEND_COUNT: Final = "http.request.resend_count"  # semconv: retries of one request
 _MAX_ERROR_CLASSES: Final = 256  # distinct exception.type names given their own class
+_KIND_NAMES: Final = {kind: kind.name.lower() for kind in otel_trace.SpanKind}  # hot path: no enum work
 
 
 # --- errors that exist only as span data -----------------------------------------------------
@@ -234,7 +235,7 @@ class TracekitSpanProcessor(SpanProcessor):
         return NodeEvent(
             node_id=span.name or "span",
             component_id=_component(span, attrs),
-            operation=span.kind.name.lower(),
+            operation=_KIND_NAMES.get(span.kind, "internal"),
             payload=attrs,
             step_id=None if ctx is None else format_span_id(ctx.span_id),
             parent_step_id=None if parent is None else format_span_id(parent.span_id),
