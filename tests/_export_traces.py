@@ -60,9 +60,8 @@ def write_sample_trace(directory: Path, node_id: str = "load") -> dict[str, Any]
     try:
         with recorder.run():
             with recorder.step(node_id, payload={"day": "2026-11-23"}) as load:
-                with recorder.step("read"):
-                    with recorder.step("parse"):
-                        pass
+                with recorder.step("read"), recorder.step("parse"):
+                    pass
                 with recorder.step("check"):
                     pass
                 load.set_output({"rows": 3})

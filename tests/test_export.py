@@ -271,7 +271,8 @@ def test_otlp_failed_step_has_error_status_and_exception_event(trace: dict[str, 
     ok = {a.key: a.value for a in spans["load"].attributes}
     assert ok["tracekit.status"].string_value == "completed"
     assert ok["tracekit.attempt"].int_value == 1
-    assert ok["tracekit.output_hash"].string_value == "blake3:" + by_node(trace)["load"]["output_hash"]["value"]
+    output_hash = by_node(trace)["load"]["output_hash"]["value"]
+    assert ok["tracekit.output_hash"].string_value == "blake3:" + output_hash
     assert spans["load"].status.code == 0
     assert spans["nightly"].status.code == STATUS_CODE_ERROR  # the run's root span
     runner_events = [e for e in spans["nightly"].events if e.name == "exception"]

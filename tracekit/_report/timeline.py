@@ -11,7 +11,6 @@ from tracekit.export._timeline import StepSpan, Timeline, error_of
 __all__ = ["render_steps_table", "render_timeline", "step_anchor"]
 
 _TICKS: Final = 5  # axis labels across the timeline
-_MIN_BAR_PCT: Final = 0.25  # a step too short to see still gets a visible sliver
 _INDENT_PX: Final = 14  # per nesting level in the label column
 _FLAGS: Final = {"failed": "FAILED", "in_flight": "IN FLIGHT", "cancelled": "cancelled"}
 
@@ -61,8 +60,7 @@ def render_timeline(timeline: Timeline, failing: StepSpan | None) -> str:
     rows = [_axis(total)]
     for span in timeline.tree_order():
         left = _pct(span.start_ns - timeline.origin_ns, total)
-        width = max(_pct(span.duration_ns, total), _MIN_BAR_PCT)
-        width = min(width, 100 - left) if left < 100 else _MIN_BAR_PCT
+        width = min(_pct(span.duration_ns, total), 100 - left)  # CSS min-width keeps tiny steps visible
         classes = "row failing" if span is failing else "row"
         flag = _FLAGS.get(span.status)
         flag_html = f'<span class="flag {esc(span.status)}">{esc(flag)}</span>' if flag else ""
