@@ -285,3 +285,36 @@ def test_observer_cancellation_is_not_an_error_and_bad_target_is_named() -> None
 
     with pytest.raises(TypeError, match="allowed: an opentelemetry TracerProvider, a Tracer"):
         OTelObserver("not a provider")
+
+
+def test_span_under_a_remote_parent_is_a_local_root(context: TraceContext) -> None:
+    remote = otel_trace.SpanContext(trace_id=0xABC, span_id=0x1234, is_remote=True,
+                                    trace_flags=otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED))
+    parent_ctx = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(remote))
+    tracer = provider_with(TracekitSpanProcessor(make(context))).get_tracer("server")
+    with pytest.raises(TimeoutError), \
+            tracer.start_as_current_span("handle", context=parent_ctx, kind=otel_trace.SpanKind.SERVER):
+        raise TimeoutError("db")
+    doc = load()  # the remote parent's process is elsewhere: this span ended the local run
+    (step,) = doc["steps"]
+    assert step["parent_step_id"] == format_span_id(0x1234)
+    assert step["operation"] == "server"
+    assert step["error"]["code"] == "timeout"
+    assert doc["run"]["outcome"] == "failure"
+
+
+def test_observer_records_an_error_without_start_and_keeps_no_open_span() -> None:
+    exporter = InMemorySpanExporter()
+    observer = OTelObserver(provider_with(SimpleSpanProcessor(exporter)))
+    observer.on_node_error(NodeEvent("late", "c", "run", step_id="x"), OSError("disk"))
+    observer.on_validation(NodeEvent("check", "c", "validate"), [ValidationIssue("empty", "no rows")])
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert spans["late"].status.status_code is StatusCode.ERROR
+    assert spans["check"].status.status_code is StatusCode.ERROR
+    assert [e.name for e in spans["check"].events] == ["tracekit.validation"]
+    # Nothing is left open to steal a later start's end.
+    ev = NodeEvent("late", "c", "run", step_id="x")
+    observer.on_node_start(ev)
+    observer.on_node_end(ev, None)
+    assert [s.name for s in exporter.get_finished_spans()].count("late") == 2
+    assert observer._open == {} and observer._by_step == {}

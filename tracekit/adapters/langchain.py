@@ -121,7 +121,9 @@ class TracekitCallbackHandler(BaseCallbackHandler):
         self.recorder = recorder
         self.manage_runs = manage_runs
         self.include_llm = include_llm
-        self._lock = threading.Lock()
+        # Reentrant: a run's final flush publishes error events, and a subscriber may invoke a
+        # runnable with this same handler on this thread.
+        self._lock = threading.RLock()
         self._events: dict[UUID, NodeEvent] = {}
         # LangGraph retries a task as new runs under the same parent with the same task id.
         self._attempts: dict[UUID, dict[str, int]] = {}

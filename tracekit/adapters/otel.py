@@ -317,7 +317,7 @@ class OTelObserver:
 
     def on_node_error(self, event: NodeEvent, error: BaseException) -> None:
         try:
-            span = self._take(event) or self._start(event)
+            span = self._take(event) or self._start(event, register=False)  # never lose a failure
             span.record_exception(error, escaped=True)
             if is_control_flow(error):
                 span.set_attribute("tracekit.status", "cancelled")
@@ -336,8 +336,7 @@ class OTelObserver:
                 span = bucket[-1] if bucket else None
             own = span is None
             if span is None:
-                span = self.tracer.start_span(event.node_id, context=self._parent(event),
-                                              attributes=self._attributes(event))
+                span = self._start(event, register=False)
             failed = False
             for issue in issues:
                 failed = failed or issue.severity == "error"
@@ -345,7 +344,7 @@ class OTelObserver:
                     "code": issue.code, "message": issue.message, "path": issue.path or "",
                     "severity": issue.severity,
                 })
-            if own:
+            if own:  # validation of a node that is not running: a span of its own
                 if failed:
                     span.set_status(Status(StatusCode.ERROR, "validation failed"))
                 span.end()
@@ -375,9 +374,11 @@ class OTelObserver:
             parent = self._by_step.get(event.parent_step_id)
         return None if parent is None else otel_trace.set_span_in_context(parent)
 
-    def _start(self, event: NodeEvent) -> otel_trace.Span:
+    def _start(self, event: NodeEvent, *, register: bool = True) -> otel_trace.Span:
         span = self.tracer.start_span(event.node_id, context=self._parent(event),
                                       attributes=self._attributes(event))
+        if not register:
+            return span
         with self._lock:
             self._open.setdefault(self._key(event), []).append(span)
             if event.step_id is not None:
