@@ -395,3 +395,34 @@ def test_subgraph_nodes_hang_under_the_subgraph_node(context: TraceContext) -> N
         ancestry.append(current["node_id"])
     assert ancestry[-2:] == ["sub", "LangGraph"]
     assert by_id[inner_step["parent_step_id"]]["node_id"] == "LangGraph"  # the subgraph's own run
+
+
+def test_cancelled_ainvoke_ends_the_run_cancelled(context: TraceContext) -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def slow(state: State) -> dict[str, Any]:
+            started.set()
+            await asyncio.Event().wait()  # never set: only cancellation ends this node
+            return {}
+
+        graph = StateGraph(State)
+        graph.add_node("first", lambda s: {"x": 1})
+        graph.add_node("slow", slow)
+        graph.add_edge(START, "first")
+        graph.add_edge("first", "slow")
+        graph.add_edge("slow", END)
+        recorder = make(context, mode="always")
+        config: Any = {"callbacks": [TracekitCallbackHandler(recorder)]}
+        task = asyncio.create_task(graph.compile().ainvoke({"x": 0, "log": []}, config=config))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    doc = load()
+    assert doc["run"]["outcome"] == "cancelled"
+    assert [(s["node_id"], s["status"]) for s in doc["steps"]] == [
+        ("first", "completed"), ("slow", "cancelled"), ("LangGraph", "cancelled"),
+    ]
