@@ -68,7 +68,7 @@ def fmt_duration(step: dict[str, Any]) -> str:
     else:
         return "-"
     if ns < 1_000_000:
-        return f"{ns / 1_000_000:.2f} ms"
+        return f"{ns // 1_000} us"
     if ns < 1_000_000_000:
         return f"{ns // 1_000_000} ms"
     if ns < 60_000_000_000:
