@@ -2,22 +2,35 @@
 
 Nothing here raises: an error that cannot be formatted is recorded as such (a trace that hides
 the failure because the failure's own ``__str__`` broke would be worse than useless).
+
+Threading contract: every function may be called from any thread at once; the registries are
+guarded by one lock and read as snapshots, so registering while errors are recorded is safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import threading
-import traceback
-from collections.abc import Iterable
-from typing import Any, Final, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+
+from tracekit._error_text import (
+    MAX_CHAIN,
+    chain,
+    qualname,
+    safe_message,
+    safe_traceback,
+    trace_text,
+)
+from tracekit._hints import builtin_hints
 
 __all__ = [
     "CODES",
     "CONTROL_FLOW_EXCEPTIONS",
     "MAX_CHAIN",
+    "PHASES",
     "Traceable",
+    "chain",
     "classify",
     "error_record",
     "hints_for",
@@ -27,7 +40,7 @@ __all__ = [
     "register_hint",
 ]
 
-#: The documented taxonomy of ``error.code`` values.
+#: The documented taxonomy of ``error.code`` values (users may add their own).
 CODES: Final = (
     "node_error",  # a node raised (the default)
     "flow_error",  # the run failed outside any node
@@ -43,10 +56,12 @@ CODES: Final = (
     "recorder_error",  # tracekit's own bookkeeping failed (the step still ended)
 )
 
-MAX_CHAIN: Final = 32  # links of __cause__/__context__ followed before giving up (loops guarded)
-_MAX_GROUP_MEMBERS: Final = 64
-_MAX_GROUP_DEPTH: Final = 4
+#: Where in a step's life a failure happened: starting it, running its body, or ending it.
+PHASES: Final = ("setup", "execution", "completion")
 
+DEFAULT_MAX_CHARS: Final = 16 * 1024
+
+#: Control-flow signals: they end a step ``cancelled`` and never make a run fail by themselves.
 CONTROL_FLOW_EXCEPTIONS: list[type[BaseException]] = [
     asyncio.CancelledError,
     GeneratorExit,
@@ -57,42 +72,98 @@ CONTROL_FLOW_EXCEPTIONS: list[type[BaseException]] = [
 _lock = threading.Lock()
 _CODE_BY_TYPE: dict[type[BaseException], str] = {}
 _HINTS_BY_TYPE: dict[type[BaseException], list[str]] = {}
+_control_flow: tuple[type[BaseException], ...] = tuple(CONTROL_FLOW_EXCEPTIONS)
+
+# Too broad to be control flow: registering them would turn every failure into a cancellation.
+_TOO_BROAD: Final = (BaseException, Exception)
+
+_T = TypeVar("_T")
 
 
 @runtime_checkable
 class Traceable(Protocol):
-    """An error that formats itself for traces; its text is kept in ``error.details.trace``."""
+    """An error that formats itself for traces; its text is kept in ``error.details.trace``.
+
+    ``trace_format`` may be called from any thread, after the error was raised; if it raises,
+    the failure is recorded in ``trace`` instead, never propagated.
+    """
 
     def trace_format(self) -> str: ...
 
 
+def _check_type(what: str, exc_type: object) -> type[BaseException]:
+    if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+        raise TypeError(f"{what}: exc_type must be an exception class, got {exc_type!r}")
+    return exc_type
+
+
 def register_control_flow(exc_type: type[BaseException]) -> None:
-    """Treat ``exc_type`` as a control-flow signal: its steps end ``cancelled``, not failed."""
+    """Treat ``exc_type`` (and subclasses) as a control-flow signal: its steps end ``cancelled``."""
+    _check_type("register_control_flow()", exc_type)
+    if exc_type in _TOO_BROAD:
+        raise ValueError(
+            f"register_control_flow(): {exc_type.__name__} is too broad; allowed: a specific "
+            "exception class (every failure would otherwise count as a cancellation)"
+        )
+    global _control_flow
     with _lock:
         if exc_type not in CONTROL_FLOW_EXCEPTIONS:
             CONTROL_FLOW_EXCEPTIONS.append(exc_type)
+        _control_flow = tuple(CONTROL_FLOW_EXCEPTIONS)
 
 
 def is_control_flow(error: BaseException) -> bool:
-    return isinstance(error, tuple(CONTROL_FLOW_EXCEPTIONS))
+    """True for a control-flow signal, or a group made only of control-flow signals."""
+    types = _control_flow
+    if len(types) != len(CONTROL_FLOW_EXCEPTIONS):  # the public list was edited in place
+        types = tuple(CONTROL_FLOW_EXCEPTIONS)
+    if isinstance(error, types):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        members = error.exceptions
+        return bool(members) and all(is_control_flow(m) for m in members)
+    return False
 
 
 def register_code(exc_type: type[BaseException], code: str) -> None:
-    """Give every error of ``exc_type`` (and subclasses) the code ``code``."""
+    """Give every error of ``exc_type`` (and subclasses) the code ``code``.
+
+    A ``code`` attribute on the exception itself still wins.
+    """
+    _check_type("register_code()", exc_type)
+    if not isinstance(code, str) or not code.strip():
+        raise ValueError(f"register_code(): code={code!r} is not allowed; allowed: a non-empty string")
     with _lock:
         _CODE_BY_TYPE[exc_type] = code
 
 
 def register_hint(exc_type: type[BaseException], *hints: str) -> None:
-    """Suggest ``hints`` for every error of ``exc_type`` (and subclasses)."""
+    """Suggest ``hints`` for every error of ``exc_type`` (and subclasses), before built-in ones."""
+    _check_type("register_hint()", exc_type)
+    for hint in hints:
+        if not isinstance(hint, str) or not hint.strip():
+            raise ValueError(f"register_hint(): hint={hint!r} is not allowed; allowed: a non-empty string")
     with _lock:
         _HINTS_BY_TYPE.setdefault(exc_type, []).extend(hints)
 
 
+# --- codes ------------------------------------------------------------------------------------
+
+# Third-party errors rarely subclass the built-in ones (requests.ConnectionError is an OSError,
+# httpx.ReadTimeout is neither), so their class names are the next best evidence.
+_NAME_RULES: Final = (
+    (("timeout", "timelimit", "deadline"), "timeout"),
+    (("connect", "unreachable"), "connection"),
+    (("json", "serializ", "encode", "decode", "pickle", "marshal", "yaml"), "serialization"),
+    (("validat", "schema"), "validation"),
+    (("permission", "forbidden", "unauthori"), "permission"),
+    (("notfound", "nosuch", "missing"), "not_found"),
+)
+_ROOTS: Final = frozenset({BaseException, Exception, object})
+
+
 def _builtin_code(error: BaseException) -> str:
-    if is_control_flow(error):
-        return "cancelled"
-    if isinstance(error, TimeoutError):
+    if isinstance(error, TimeoutError):  # also asyncio.TimeoutError and concurrent.futures'
         return "timeout"
     if isinstance(error, ConnectionError):
         return "connection"
@@ -102,170 +173,122 @@ def _builtin_code(error: BaseException) -> str:
         return "not_found"
     if isinstance(error, UnicodeError):
         return "serialization"
-    if isinstance(error, OSError):
-        return "io"
     if isinstance(error, MemoryError | RecursionError | ImportError | SystemError):
         return "infrastructure"
-    if isinstance(error, ValueError | TypeError | AssertionError):
+    names = [k.__name__.lower() for k in type(error).__mro__ if k not in _ROOTS]
+    for words, code in _NAME_RULES:
+        if any(w in n for n in names for w in words):
+            return code
+    if isinstance(error, OSError):
+        return "io"
+    if isinstance(error, ValueError):
         return "validation"
-    name = type(error).__name__.lower()
-    if "timeout" in name:
-        return "timeout"
-    if any(w in name for w in ("json", "serializ", "encode", "decode", "pickle")):
-        return "serialization"
     return "node_error"
 
 
+def _own_code(error: BaseException) -> str | None:
+    if isinstance(error, SystemExit):
+        return None  # SystemExit.code is the exit status, not a trace code
+    try:
+        code = getattr(error, "code", None)
+    except Exception:
+        return None
+    return code if isinstance(code, str) and code.strip() else None
+
+
 def classify(error: BaseException, default: str = "node_error") -> str:
-    """The code of ``error``: its ``code`` attribute, then the registry, then built-in rules."""
-    code = getattr(error, "code", None)
-    if isinstance(code, str) and code:
-        return code
+    """The code of ``error``: ``cancelled`` for control flow, else its ``code`` attribute, then the
+    registry (nearest class first), then built-in rules; a group whose members all share one code
+    gets that code."""
+    if is_control_flow(error):
+        return "cancelled"
+    own = _own_code(error)
+    if own is not None:
+        return own
     with _lock:
-        registered = list(_CODE_BY_TYPE.items())
+        registered = dict(_CODE_BY_TYPE)
     for klass in type(error).__mro__:
-        for exc_type, c in registered:
-            if klass is exc_type:
-                return c
+        if klass in registered:
+            return registered[klass]
+    if isinstance(error, BaseExceptionGroup) and error.exceptions:
+        codes = {classify(m, default) for m in error.exceptions}
+        if len(codes) == 1:
+            return codes.pop()
+        return default
     found = _builtin_code(error)
     return default if found == "node_error" else found
 
 
-_BUILTIN_HINTS: Final[dict[type[BaseException], tuple[str, ...]]] = {
-    TimeoutError: (
-        "The operation timed out: check the remote side's health, then raise the timeout or add "
-        "a retry with backoff.",
-    ),
-    ConnectionError: (
-        "A connection failed: check the host, port, DNS and credentials, and whether the service "
-        "is up; retry with backoff if it is transient.",
-    ),
-    PermissionError: (
-        "Permission denied: check the file or resource owner and mode, and which user the runner "
-        "runs as.",
-    ),
-    FileNotFoundError: (
-        "A path does not exist: check the working directory and that an earlier step produced it.",
-    ),
-    KeyError: (
-        "A key is missing: compare the input's keys with what the node expects (capture inputs "
-        "with TRACEKIT_TRACE_CAPTURE_INPUTS=1 to see them).",
-    ),
-    MemoryError: ("Out of memory: process the input in smaller batches or give the worker more memory.",),
-    RecursionError: ("Recursion too deep: look for a cycle in the data or the graph.",),
-    ImportError: ("A module failed to import: check the environment's installed packages and versions.",),
-    UnicodeError: ("Text could not be encoded or decoded: check the input's encoding.",),
-}
-
-_ERRNO_HINTS: Final = {
-    errno.ENOSPC: "The disk is full: free space or point the output at another volume.",
-    errno.EROFS: "The file system is read-only: write somewhere writable.",
-    errno.EACCES: "Access denied: check permissions and the user the runner runs as.",
-    errno.EMFILE: "Too many open files: close files or raise the process's file limit (ulimit -n).",
-}
+# --- hints ------------------------------------------------------------------------------------
 
 
-def hints_for(error: BaseException) -> list[str]:
-    """Suggested next actions: the error's own ``hints``, then registered, then built-in ones."""
-    hints: list[str] = []
-    own = getattr(error, "hints", None)
-    if isinstance(own, str):
-        hints.append(own)
-    elif isinstance(own, Iterable):
-        hints.extend(str(h) for h in own)
+def _own_hints(error: BaseException) -> list[str]:
+    try:
+        own = getattr(error, "hints", None)
+        if own is None:
+            return []
+        if isinstance(own, str):
+            return [own]
+        if isinstance(own, list | tuple | set | frozenset):
+            return [str(h) for h in own]
+    except Exception:
+        pass  # a broken ``hints`` attribute must not hide the failure
+    return []
+
+
+def _hints_one(error: BaseException) -> list[str]:
+    hints = _own_hints(error)
     with _lock:
         registered = list(_HINTS_BY_TYPE.items())
     for exc_type, hs in registered:
         if isinstance(error, exc_type):
             hints.extend(hs)
-    for exc_type, builtin in _BUILTIN_HINTS.items():
-        if isinstance(error, exc_type):
-            hints.extend(builtin)
-            break
-    if isinstance(error, OSError) and error.errno in _ERRNO_HINTS:
-        hints.append(_ERRNO_HINTS[error.errno])
-    if is_control_flow(error):
-        hints.append("The step was cancelled, not failed: look at what stopped the run.")
-    return list(dict.fromkeys(hints))  # unique, in order
+    hints.extend(builtin_hints(error, classify(error)))
+    return hints
 
 
-def _qualname(error: BaseException) -> str:
-    t = type(error)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
-def _message(error: BaseException, cap: int) -> str:
-    try:
-        text = str(error)
-    except Exception as exc:
-        text = f"<str() of {type(error).__qualname__} raised {type(exc).__qualname__}>"
-    return _cap(text, cap)
-
-
-def _cap(text: str, cap: int) -> str:
-    if len(text) <= cap:
-        return text
-    return text[:cap] + f"... [truncated: {len(text)} characters in all]"
-
-
-def _trace_text(error: BaseException, cap: int) -> str | None:
-    fmt = getattr(error, "trace_format", None)
-    if not callable(fmt):
-        return None
-    try:
-        return _cap(str(fmt()), cap)
-    except Exception as exc:
-        return f"<trace_format() raised {type(exc).__qualname__}: {_message(exc, 200)}>"
-
-
-def _link(error: BaseException, relation: str, cap: int, depth: int) -> dict[str, Any]:
-    link: dict[str, Any] = {
-        "type": _qualname(error),
-        "message": _message(error, cap),
-        "relation": relation,
-    }
-    trace = _trace_text(error, cap)
-    if trace is not None:
-        link["trace"] = trace
-    if isinstance(error, BaseExceptionGroup):
-        members = list(error.exceptions)
-        link["exceptions"] = [
-            {"type": _qualname(m), "message": _message(m, cap), "code": classify(m)}
-            | ({"chain": chain(m, cap, depth + 1)} if depth < _MAX_GROUP_DEPTH else {})
-            for m in members[:_MAX_GROUP_MEMBERS]
-        ]
-        if len(members) > _MAX_GROUP_MEMBERS:
-            link["exceptions_dropped"] = len(members) - _MAX_GROUP_MEMBERS
-    return link
-
-
-def chain(error: BaseException, cap: int = 4096, depth: int = 0) -> list[dict[str, Any]]:
-    """The raised error first, then its causes and contexts; the root cause is last."""
-    links: list[dict[str, Any]] = []
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, its causes and contexts, and the members of groups among them (bounded)."""
+    out: list[BaseException] = []
     seen: set[int] = set()
-    current: BaseException | None = error
-    relation = "raised"
-    while current is not None and id(current) not in seen and len(links) < MAX_CHAIN:
-        seen.add(id(current))
-        links.append(_link(current, relation, cap, depth))
-        if current.__cause__ is not None:
-            current, relation = current.__cause__, "cause"
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, relation = current.__context__, "context"
-        else:
-            current = None
-    return links
+    todo = [error]
+    while todo and len(out) < MAX_CHAIN:
+        current: BaseException | None = todo.pop(0)
+        while current is not None and id(current) not in seen and len(out) < MAX_CHAIN:
+            seen.add(id(current))
+            out.append(current)
+            if isinstance(current, BaseExceptionGroup):
+                todo.extend(current.exceptions)
+            if current.__cause__ is not None:
+                current = current.__cause__
+            elif current.__context__ is not None and not current.__suppress_context__:
+                current = current.__context__
+            else:
+                current = None
+    return out
 
 
-def _traceback_text(error: BaseException, cap: int) -> str:
+def hints_for(error: BaseException) -> list[str]:
+    """Suggested next actions, most specific first, without duplicates.
+
+    For the raised error, then each cause, context and group member: the error's own ``hints``
+    attribute, then registered hints, then built-in ones (a root cause such as a refused
+    connection usually says more than the wrapper raised around it).
+    """
+    hints: list[str] = []
+    for link in _causes(error):
+        hints.extend(_hints_one(link))
+    return list(dict.fromkeys(hints))
+
+
+# --- the record -------------------------------------------------------------------------------
+
+
+def _guarded(fallback: _T, func: Callable[[], _T]) -> _T:
     try:
-        text = "".join(traceback.format_exception(error))
-    except Exception as exc:
-        text = f"<formatting the traceback raised {type(exc).__qualname__}>"
-    if len(text) <= cap:
-        return text
-    # Keep the end: the innermost frames and the final error line say the most.
-    return f"[truncated: {len(text)} characters in all]...\n" + text[-cap:]
+        return func()
+    except Exception:
+        return fallback
 
 
 def error_record(
@@ -273,35 +296,29 @@ def error_record(
     *,
     phase: str | None = None,
     code: str | None = None,
-    max_chars: int = 16 * 1024,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> dict[str, Any]:
-    """The envelope's ``error`` object ``{code, message, details}``; never raises."""
-    try:
-        links = chain(error, cap=max_chars)
-        details: dict[str, Any] = {
-            "type": _qualname(error),
-            "chain": links,
-            "traceback": _traceback_text(error, max_chars),
-            "hints": hints_for(error),
-            "phase": phase,
-        }
-        trace = links[0].get("trace") if links else None
-        if trace is not None:
-            details["trace"] = trace
-        return {
-            "code": code or classify(error),
-            "message": _message(error, max_chars),
-            "details": details,
-        }
-    except Exception as exc:  # the last line of defence: record that recording failed
-        return {
-            "code": code or "node_error",
-            "message": f"<tracekit could not describe {type(error).__qualname__}: {exc!r}>",
-            "details": {
-                "type": type(error).__qualname__,
-                "chain": [],
-                "traceback": "",
-                "hints": [],
-                "phase": phase,
-            },
-        }
+    """The envelope's ``error`` object ``{code, message, details}``; never raises.
+
+    Each part is built on its own, so one that fails (a broken ``__str__``, a ``trace_format``
+    that raises, a hostile ``hints`` attribute) leaves the others intact.
+    """
+    type_name = _guarded("<unknown>", lambda: qualname(error))
+    no_links: list[dict[str, Any]] = []
+    no_hints: list[str] = []
+    links = _guarded(no_links, lambda: chain(error, cap=max_chars))
+    details: dict[str, Any] = {
+        "type": type_name,
+        "chain": links,
+        "traceback": _guarded("", lambda: safe_traceback(error, max_chars)),
+        "hints": _guarded(no_hints, lambda: hints_for(error)),
+        "phase": phase,
+    }
+    trace = _guarded(None, lambda: trace_text(error, max_chars))
+    if trace is not None:
+        details["trace"] = trace
+    return {
+        "code": code or _guarded("node_error", lambda: classify(error)),
+        "message": _guarded(f"<{type_name}>", lambda: safe_message(error, max_chars)),
+        "details": details,
+    }
