@@ -54,18 +54,21 @@ def report(ratio: float) -> str:
 '''
 
 
-@pytest.fixture
-def features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def _import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> ModuleType:
     """A real module on disk: Hamilton looks a node's module up in ``sys.modules``."""
-    name = f"tk_features_{abs(hash(tmp_path)) % 10**8}"
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(FEATURES), encoding="utf-8")
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _import(tmp_path, monkeypatch, "tk_features", FEATURES)
 
 
 def _recorder(tmp_path: Path, context: TraceContext, **overrides: Any) -> TraceRecorder:
@@ -246,3 +249,56 @@ def _gate_adapter(gate: Any) -> Any:
             return None
 
     return _Gate()
+
+
+PARALLEL = '''
+from hamilton.htypes import Collect, Parallelizable
+
+
+def item(items: list) -> Parallelizable[int]:
+    for i in items:
+        yield i
+
+
+def doubled(item: int) -> int:
+    if item == 3:
+        raise ValueError("three is not allowed")
+    return item * 2
+
+
+def summed(doubled: Collect[int]) -> int:
+    return sum(doubled)
+'''
+
+
+def test_dynamic_execution_tasks_get_their_own_step_ids(
+    tmp_path: Path, context: TraceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hamilton.execution import executors
+
+    module = _import(tmp_path, monkeypatch, "tk_parallel_nodes", PARALLEL)
+
+    recorder = _recorder(tmp_path, context)
+    dr = (
+        driver.Builder()
+        .with_modules(module)
+        .enable_dynamic_execution(allow_experimental_mode=True)
+        .with_remote_executor(executors.MultiThreadingExecutor(max_tasks=2))
+        .with_adapters(TracekitHook(recorder))
+        .build()
+    )
+    with pytest.raises(ValueError, match="three is not allowed"):
+        dr.execute(["summed"], inputs={"items": [1, 3]})
+
+    doc = _load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "failure"
+    steps = doc["steps"]
+    assert steps[0]["node_id"] == "item"
+    doubled = {s["status"]: s for s in steps if s["node_id"] == "doubled"}
+    assert sorted(doubled) == ["completed", "failed"]
+    assert doubled["completed"]["input_hash"] == hash_value({"item": 1})
+    assert doubled["failed"]["input_hash"] == hash_value({"item": 3})
+    assert doubled["failed"]["error"]["message"] == "three is not allowed"
+    task_ids = {s["step_id"].split(":")[2] for s in doubled.values()}
+    assert len(task_ids) == 2 and all(task_ids)  # one task per item, named by Hamilton
+    assert "summed" not in {s["node_id"] for s in steps}
