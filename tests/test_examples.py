@@ -1,0 +1,98 @@
+"""examples/pipeline.py, run as a user would: a subprocess in an empty directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tracekit.schema import validate_document
+
+PIPELINE = Path(__file__).resolve().parent.parent / "examples" / "pipeline.py"
+
+
+def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PIPELINE), *args],
+        cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(tmp_path: Path) -> None:
+    done = _run(tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pipeline failed: node 'enrich' failed: order 1002 refers to unknown customer 'c-9'" in done.stderr
+    assert "(trace: trace.json)" in done.stderr
+    trace = orjson.loads((tmp_path / "trace.json").read_bytes())
+    assert validate_document(trace) == []
+    assert trace["run"]["outcome"] == "failure"
+    assert trace["runner_version"] == "pipeline.py 1.0" and trace["flow"]["id"] == "orders_daily"
+    assert [(s["node_id"], s["status"]) for s in trace["steps"]] == [
+        ("extract", "completed"), ("customers", "completed"), ("clean", "completed"), ("enrich", "failed"),
+    ]
+    enrich = trace["steps"][-1]
+    chain = enrich["error"]["details"]["chain"]
+    assert [(c["type"], c["relation"]) for c in chain] == [
+        ("__main__.EnrichmentError", "raised"), ("KeyError", "cause"),
+    ]
+    assert chain[-1]["message"] == "'c-9'"
+    assert "Add the customer to the customers table" in enrich["error"]["details"]["hints"][0]
+    # The hook adapter passes each node's inputs as the payload: enrich got clean's output.
+    clean = trace["steps"][2]
+    assert [i["severity"] for i in clean["validation_issues"]] == ["warning"]
+
+
+def test_second_observer_sees_every_event(tmp_path: Path) -> None:
+    done = _run(tmp_path)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("pipeline: ")]
+    assert lines == [
+        "pipeline: start  extract (orders_reader)",
+        "pipeline: done   extract",
+        "pipeline: start  customers (customers_reader)",
+        "pipeline: done   customers",
+        "pipeline: start  clean (cleaner)",
+        "pipeline: check  clean: 1 order(s) with a non-positive amount dropped",
+        "pipeline: done   clean",
+        "pipeline: start  enrich (customer_join)",
+        "pipeline: FAILED enrich: EnrichmentError: order 1002 refers to unknown customer 'c-9'",
+    ]
+
+
+def test_successful_run_writes_only_in_always_mode(tmp_path: Path) -> None:
+    on = tmp_path / "on"
+    on.mkdir()
+    done = _run(on, "--ok")
+    assert done.returncode == 0, done.stderr
+    assert "pipeline ok: 2 rows written" in done.stderr
+    assert not (on / "trace.json").exists()
+
+    always = tmp_path / "always"
+    always.mkdir()
+    done = _run(always, "--ok", TRACEKIT_TRACE="always")
+    assert done.returncode == 0, done.stderr
+    trace = orjson.loads((always / "trace.json").read_bytes())
+    assert validate_document(trace) == []
+    assert trace["run"]["outcome"] == "success"
+    assert [s["status"] for s in trace["steps"]] == ["completed"] * 5
+
+
+def test_off_mode_writes_nothing_and_still_fails(tmp_path: Path) -> None:
+    done = _run(tmp_path, TRACEKIT_TRACE="off")
+    assert done.returncode == 1
+    assert "pipeline failed" in done.stderr and "(trace:" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quick_start_validate(tmp_path: Path) -> None:
+    """The README's quick start: run the pipeline, then `tracekit validate trace.json`."""
+    assert _run(tmp_path).returncode == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "tracekit", "validate", "trace.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trace.json" in done.stdout and "ok" in done.stdout
