@@ -25,6 +25,7 @@ Key = tuple[str, int, int]  # node_id, attempt, occurrence
 
 #: What must agree for two aligned steps to count as the same, in the order reported.
 COMPARED: Final = ("input_hash", "output_hash", "status", "error.code", "error.type")
+_KIND_TEXT: Final = {"only_in_a": "only in A", "only_in_b": "only in B"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
                 echo(f"  {f}: {_show(f, x)} -> {_show(f, y)}")
             for d in diffs:
                 if d.kind != "same" and d is not first:
-                    what = ", ".join(f for f, _, _ in d.changes) or d.kind.replace("_", " ")
+                    what = ", ".join(f for f, _, _ in d.changes) or _KIND_TEXT[d.kind]
                     echo(f"  also: {_label(d)}: {what}")
         echo(f"only in A: {counts['only_in_a']}  only in B: {counts['only_in_b']}  "
              f"changed: {counts['changed']}  same: {counts['same']}")
