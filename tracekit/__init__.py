@@ -7,6 +7,7 @@ when a run fails (or always, if asked).
 
 from tracekit._version import __version__
 from tracekit.config import ConfigError, TraceConfig, TraceMode
+from tracekit.crash import CrashHandler, install_crash_handler
 from tracekit.errors import Traceable, register_code, register_control_flow, register_hint
 from tracekit.events import ErrorChannel, ErrorEvent
 from tracekit.hashing import canonical_json, hash_value
@@ -18,6 +19,7 @@ from tracekit.recorder import TraceRecorder
 __all__ = [
     "CompositeObserver",
     "ConfigError",
+    "CrashHandler",
     "ErrorChannel",
     "ErrorEvent",
     "ExecutionObserver",
@@ -32,6 +34,7 @@ __all__ = [
     "__version__",
     "canonical_json",
     "hash_value",
+    "install_crash_handler",
     "register_code",
     "register_control_flow",
     "register_hint",

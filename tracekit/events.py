@@ -13,7 +13,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["DEFAULT_CHANNEL_SIZE", "SCOPES", "ErrorChannel", "ErrorEvent", "Scope"]
+import orjson
+
+__all__ = [
+    "DEFAULT_CHANNEL_SIZE",
+    "SCOPES",
+    "ErrorChannel",
+    "ErrorEvent",
+    "Scope",
+    "Subscriber",
+    "json_context",
+    "json_tags",
+]
 
 _log = logging.getLogger("tracekit")
 
@@ -45,7 +56,7 @@ class ErrorEvent:
             "node_id": self.node_id,
             "step_id": self.step_id,
             "tags": dict(self.tags),
-            "context": self.context,
+            "context": dict(self.context),
         }
         if self.error is not None:
             out["error"] = dict(self.error)
@@ -63,19 +74,34 @@ class ErrorChannel:
     """
 
     def __init__(self, maxlen: int = DEFAULT_CHANNEL_SIZE) -> None:
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+            raise ValueError(f"ErrorChannel(maxlen={maxlen!r}) is not allowed; allowed: an integer >= 1")
         self._events: deque[ErrorEvent] = deque(maxlen=maxlen)
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
+        self._publishing = threading.local()
+        #: Events pushed out of the bounded feed (oldest first) since the channel was made.
+        self.dropped = 0
 
     def publish(self, event: ErrorEvent) -> None:
+        """Keep ``event`` and hand it to every subscriber; never raises."""
         with self._lock:
+            if len(self._events) == self._events.maxlen:
+                self.dropped += 1
             self._events.append(event)
             subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                _log.warning("tracekit: error-channel subscriber %r raised", callback, exc_info=True)
+        # A subscriber that emits an error itself would otherwise recurse without end.
+        if getattr(self._publishing, "active", False):
+            return
+        self._publishing.active = True
+        try:
+            for callback in subscribers:
+                try:
+                    callback(event)
+                except Exception:
+                    _log.warning("tracekit: error-channel subscriber %r raised", callback, exc_info=True)
+        finally:
+            self._publishing.active = False
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback`` for every new event; returns a function that unsubscribes."""
@@ -102,4 +128,49 @@ class ErrorChannel:
             return events
 
     def __len__(self) -> int:
-        return len(self._events)
+        with self._lock:
+            return len(self._events)
+
+
+def _safe_default(value: Any) -> Any:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__}: repr raised>"
+
+
+def json_context(context: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """``context`` made JSON-ready without raising: unknown values become their ``repr``.
+
+    Keys become strings; what orjson still refuses (cycles, nesting past its limit) is kept as
+    the ``repr`` of each top-level value, so one bad value does not lose the others.
+    """
+    if not context:
+        return {}
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    try:
+        items = {str(k): v for k, v in dict(context).items()}
+    except Exception:
+        return {"$context": _safe_default(context)}
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        try:
+            out[key] = orjson.loads(orjson.dumps(value, default=_safe_default, option=option))
+        except Exception:
+            out[key] = _safe_default(value)
+    return out
+
+
+def json_tags(tags: Mapping[Any, Any] | None) -> dict[str, str]:
+    """``tags`` as strings to strings, without raising (a tag that cannot be a string is noted)."""
+    out: dict[str, str] = {}
+    try:
+        pairs = list(dict(tags or {}).items())
+    except Exception:
+        return {"$tags": _safe_default(tags)}
+    for key, value in pairs:
+        try:
+            out[str(key)] = str(value)
+        except Exception:
+            out[_safe_default(key)] = _safe_default(value)
+    return out

@@ -1,0 +1,161 @@
+"""Opt-in crash handling: flush recorders on an unhandled exception and at interpreter exit.
+
+``install_crash_handler()`` chains onto ``sys.excepthook`` and ``threading.excepthook`` (the
+previous hooks still run, so tracebacks print and exit codes are unchanged) and registers an
+``atexit`` function. A recorder is flushed only when its current run is unfinished: a ``run()``
+block still open, steps or errors recorded since the run began, or an intermediate trace already
+written. A run that a ``run()`` block already ended is never rewritten, so a crash after it cannot
+replace a good trace with an empty one.
+
+Threading contract: the hooks may fire on any thread; each flush takes the recorder's own flush
+lock, and nothing here ever raises (failures are logged on the ``tracekit`` logger).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+from tracekit.errors import is_control_flow
+
+if TYPE_CHECKING:
+    from tracekit.recorder import TraceRecorder
+
+__all__ = ["CrashHandler", "install_crash_handler"]
+
+_log = logging.getLogger("tracekit")
+
+#: How long a hook waits for a recorder's lock held by another thread before skipping it.
+LOCK_TIMEOUT_S: Final = 2.0
+
+_SysHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
+_ThreadHook = Callable[[threading.ExceptHookArgs], object]
+
+
+def _pending(recorder: TraceRecorder) -> bool:
+    """Whether ``recorder``'s current run has anything not yet written in a final trace."""
+    if not recorder.enabled:
+        return False
+    run = recorder._run
+    if recorder._run_depth > 0 or run.wrote:
+        return True
+    if not recorder._lock.acquire(timeout=LOCK_TIMEOUT_S):
+        return True  # busy: better one trace too many than none
+    try:
+        if recorder._flow_errors:
+            return True
+        anchor = run.perf_anchor_ns
+        finished = any(s.start_ns >= anchor for s in recorder._ring)
+    finally:
+        recorder._lock.release()
+    # Steps still in flight from before this run began were reported with the previous run.
+    return finished or any(s.start_ns >= anchor for s in recorder.in_flight())
+
+
+class CrashHandler:
+    """What :func:`install_crash_handler` installed; :meth:`uninstall` takes it back out.
+
+    ``failure`` is the first unhandled (non control-flow) exception seen, if any.
+    """
+
+    def __init__(self, recorders: tuple[TraceRecorder, ...] | None) -> None:
+        self._recorders = recorders
+        self._active = True
+        self.failure: BaseException | None = None
+        self._prev_sys: _SysHook = sys.excepthook
+        self._prev_thread: _ThreadHook = threading.excepthook
+        sys.excepthook = self._sys_hook
+        threading.excepthook = self._thread_hook
+        atexit.register(self._at_exit)
+
+    @property
+    def installed(self) -> bool:
+        return self._active
+
+    def _targets(self) -> list[TraceRecorder]:
+        if self._recorders is not None:
+            return list(self._recorders)
+        from tracekit.recorder import LIVE_RECORDERS
+
+        return list(LIVE_RECORDERS)
+
+    # --- hooks --------------------------------------------------------------------------------
+
+    def _sys_hook(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if self._active:
+            self._unhandled(exc)
+        self._prev_sys(exc_type, exc, tb)
+
+    def _thread_hook(self, args: threading.ExceptHookArgs) -> None:
+        # A thread ending with SystemExit is a normal thread exit (the default hook is silent too).
+        if self._active and args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            self._unhandled(args.exc_value)
+        self._prev_thread(args)
+
+    def _unhandled(self, exc: BaseException) -> None:
+        cancelled = is_control_flow(exc)
+        if not cancelled and self.failure is None:
+            self.failure = exc
+        for recorder in self._targets():
+            self._flush(recorder, exc, cancelled)
+
+    def _at_exit(self) -> None:
+        if not self._active:
+            return
+        for recorder in self._targets():
+            self._flush(recorder, self.failure, False)
+
+    def _flush(self, recorder: TraceRecorder, exc: BaseException | None, cancelled: bool) -> None:
+        try:
+            if not _pending(recorder):
+                return
+            if cancelled and exc is not None:
+                with recorder._flush_lock:
+                    recorder._final("cancelled", exc)
+            elif exc is not None:
+                recorder.flush_error(exc)
+            else:
+                recorder.flush_buffer()  # a normal exit mid-run: the current state, in_progress
+        except Exception:
+            _log.warning("tracekit: crash handler could not flush %r", recorder, exc_info=True)
+
+    # --- removal ------------------------------------------------------------------------------
+
+    def uninstall(self) -> None:
+        """Restore the previous hooks (idempotent).
+
+        If another hook was installed on top of ours since, ours stays in the chain but only
+        passes calls on, so that other hook keeps working.
+        """
+        if not self._active:
+            return
+        self._active = False
+        if sys.excepthook == self._sys_hook:
+            sys.excepthook = self._prev_sys
+        if threading.excepthook == self._thread_hook:
+            threading.excepthook = self._prev_thread
+        atexit.unregister(self._at_exit)
+
+
+def install_crash_handler(*recorders: TraceRecorder) -> CrashHandler:
+    """Flush recorders when the program dies of an unhandled exception or exits mid-run.
+
+    ``recorders``: the recorders to flush; none given means every live recorder at the time of
+    the crash. On an unhandled exception (main thread or any other) each recorder with an
+    unfinished run writes its trace as a failure (``cancelled`` for an interrupt); at exit, a
+    run still unfinished is written as a failure if an unhandled exception was seen, else with
+    its current state (``in_progress``). Returns a handle whose ``uninstall()`` undoes it all.
+    """
+    from tracekit.recorder import TraceRecorder
+
+    for r in recorders:
+        if not isinstance(r, TraceRecorder):
+            raise TypeError(
+                f"install_crash_handler(): expected TraceRecorder instances, got {type(r).__name__}"
+            )
+    return CrashHandler(tuple(recorders) if recorders else None)
