@@ -168,6 +168,17 @@ def _first(pair: tuple[str, Any]) -> str:
     return pair[0]
 
 
+_EXACT: Final = frozenset({str, int, float, bool, type(None), dict, list, tuple})
+
+
+def _honest_class(obj: Any) -> bool:
+    """True unless ``obj.__class__`` raises or lies (a proxy): ``isinstance`` would trust it."""
+    try:
+        return obj.__class__ is type(obj)
+    except Exception:
+        return False
+
+
 _RAW = 0  # a bytes chunk to append
 _VAL = 1  # a value to encode
 _LEAVE = 2  # a container is closed: forget its id
@@ -255,6 +266,9 @@ def _slow_canonical(value: Any) -> bytes:
             open_ids.pop()
             alive.pop()
             continue
+        if type(item) not in _EXACT and not _honest_class(item):
+            emit(_dumps(_safe_repr(item), option=_SORT))
+            continue
         if item is None or item is True or item is False or isinstance(item, str):
             emit(_dumps(item) if not isinstance(item, str) else _dumps(str.__str__(item)))
             continue
@@ -290,7 +304,7 @@ def _slow_canonical(value: Any) -> bytes:
                     push((_RAW, (b"," if i else b"") + _dumps(k) + b":"))
                 push((_RAW, b"{"))
             else:
-                elements = list.copy(item) if isinstance(item, list) else list(item)
+                elements = list.copy(item) if isinstance(item, list) else list(tuple.__iter__(item))
                 push((_RAW, b"]"))
                 for i in range(len(elements) - 1, -1, -1):
                     push((_VAL, elements[i]))
@@ -299,10 +313,9 @@ def _slow_canonical(value: Any) -> bytes:
                 push((_RAW, b"["))
             continue
         if isinstance(item, set | frozenset):
-            try:
-                members = sorted(_slow_canonical(m) for m in list(item))
-            except Exception:
-                members = []
+            # The underlying storage: an overridden __iter__ is not called.
+            stored = list(set.__iter__(item)) if isinstance(item, set) else list(frozenset.__iter__(item))
+            members = sorted(_slow_canonical(m) for m in stored)
             emit(b'{"$set":[' + b",".join(members) + b"]}")
             continue
         # Something else: let orjson try its native types first (datetime, UUID, numpy, ...).
