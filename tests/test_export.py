@@ -11,10 +11,13 @@ import orjson
 import pytest
 from _export_traces import by_node, write_sample_trace
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracekit.export import ExportError, to_chrome_trace, to_otlp_json
 from tracekit.export._timeline import parse_time_ns
 from tracekit.export.otlp import STATUS_CODE_ERROR, trace_id_for
+from tracekit.report import render_report
 
 EPS = 1e-6  # microsecond floats carry nanoseconds to 3 decimals
 
@@ -358,3 +361,33 @@ def test_cli_export_unwritable_output(trace_file: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 2
     assert "cannot write" in result.output and "Permission denied" in result.output
     assert "Traceback" not in result.output
+
+
+# --- any shape of steps -------------------------------------------------------------------------
+
+_intervals = st.lists(
+    st.tuples(st.integers(0, 2_000), st.integers(0, 3_000_000), st.integers(-1, 30)),
+    min_size=1, max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_intervals)
+def test_lanes_nest_for_any_steps(raw: list[tuple[int, int, int]]) -> None:
+    # Random starts (µs), durations (ns) and parent links (possibly dangling or cyclic).
+    steps = [_step(f"s{i}", start, dur, parent=f"s{p}" if p >= 0 else None)
+             for i, (start, dur, p) in enumerate(raw)]
+    env = _envelope(steps)
+    chrome = to_chrome_trace(env)
+    xs = [e for e in chrome["traceEvents"] if e["ph"] == "X"]
+    assert len(xs) == len(steps)
+    for a in xs:
+        assert a["ts"] >= 0 and a["dur"] >= 0
+        for b in xs:
+            if a is not b and a["tid"] == b["tid"] and _overlap(a, b):
+                assert _inside(a, b) or _inside(b, a)
+    spans = to_otlp_json(env)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert len({s["spanId"] for s in spans}) == len(spans) == len(steps) + 1
+    known = {s["spanId"] for s in spans}
+    assert all(s["parentSpanId"] in known for s in spans[1:])
+    assert render_report(env).count('<div class="bar st-') == len(steps)
