@@ -169,8 +169,12 @@ def json_tags(tags: Mapping[Any, Any] | None) -> dict[str, str]:
     except Exception:
         return {"$tags": _safe_default(tags)}
     for key, value in pairs:
-        try:
-            out[str(key)] = str(value)
-        except Exception:
-            out[_safe_default(key)] = _safe_default(value)
+        out[_safe_str(key)] = _safe_str(value)
     return out
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__qualname__}: str raised>"

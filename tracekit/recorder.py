@@ -471,7 +471,7 @@ class TraceRecorder:
         code: str | None = None,
         node_id: str | None = None,
         step_id: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, object] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> ErrorEvent | None:
         """Record a runner-level failure that belongs to no node; never raises.
