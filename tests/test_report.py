@@ -17,7 +17,10 @@ import orjson
 import pytest
 from _export_traces import by_node, write_sample_trace
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tracekit.export import ExportError, to_chrome_trace, to_otlp_json
 from tracekit.report import CONTENT_SECURITY_POLICY, render_report
 
 HOSTILE = "<script>alert(1)</script>"
@@ -230,3 +233,31 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     # The failure red of the highlighted row and its bar is on screen.
     assert any(r > 180 and g < 80 and b < 80 for r, g, b in counts)
     assert counts.most_common(1)[0][1] < 0.97 * len(pixels), "one colour fills the screenshot"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "message", "chain", "hints", "traceback", "details", "code", "exceptions",
+                         "relation", "trace", "phase", "time", "tags", "error", "id", "pid", "dropped"]),
+        inner, max_size=5),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(error=_json, errors=_json, run_extra=_json, flow=_json, buffer=_json)
+def test_report_and_exports_never_crash_on_odd_values(
+    error: Any, errors: Any, run_extra: Any, flow: Any, buffer: Any
+) -> None:
+    # What a hand-edited or foreign trace may hold where an object or list belongs.
+    doc = {"trace_version": 1, "pack": {"pack_ref": "p"}, "flow": flow, "buffer": buffer,
+           "run": {"id": "r", "outcome": "failure", "started_at": "2026-11-23T12:00:00Z", "x": run_extra},
+           "steps": [{"node_id": "n", "status": "failed", "started_at": "2026-11-23T12:00:00.5Z",
+                      "duration_ns": 10, "error": error}],
+           "errors": errors, "errors_dropped": run_extra}
+    for render in (render_report, to_chrome_trace, to_otlp_json):
+        try:
+            render(doc)
+        except ExportError as exc:
+            assert exc.pointer.startswith("/errors/")  # only a runner error's unreadable time

@@ -15,6 +15,11 @@ __all__ = ["render_errors", "render_failures", "render_unfinished"]
 _MAX_GROUP_SHOWN: Final = 20  # members of an exception group listed before "and N more"
 
 
+def _list(value: Any) -> list[Any]:
+    # A trace read from disk may hold anything where a list belongs: show nothing, never crash.
+    return value if isinstance(value, list) else []
+
+
 def _group(link: Mapping[str, Any]) -> str:
     members = link.get("exceptions")
     if not isinstance(members, list) or not members:
@@ -33,7 +38,7 @@ def _group(link: Mapping[str, Any]) -> str:
 
 def _chain(error: Mapping[str, Any]) -> str:
     details = section(error, "details")
-    links = [x for x in details.get("chain", []) or [] if isinstance(x, Mapping)]
+    links = [x for x in _list(details.get("chain")) if isinstance(x, Mapping)]
     if not links:
         return (f"<p><code>{esc(details.get('type'), 'Error')}</code>: "
                 f"{esc(error.get('message'))}</p>")
@@ -59,7 +64,7 @@ def _error_body(error: Mapping[str, Any]) -> str:
     if isinstance(hints, list) and hints:
         parts.append("<p><b>What to try</b></p><ul>" + "".join(f"<li>{esc(h)}</li>" for h in hints) + "</ul>")
     if details.get("trace") and not any(
-        isinstance(x, Mapping) and x.get("trace") for x in details.get("chain", []) or []
+        isinstance(x, Mapping) and x.get("trace") for x in _list(details.get("chain"))
     ):
         parts.append(f"<pre>{esc(details.get('trace'))}</pre>")
     if details.get("traceback"):
