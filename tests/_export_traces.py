@@ -51,11 +51,12 @@ async def _concurrent_children(recorder: TraceRecorder) -> None:
         await asyncio.gather(child("shard_a"), child("shard_b"))
 
 
-def write_sample_trace(directory: Path, node_id: str = "load") -> dict[str, Any]:
+def write_sample_trace(directory: Path, node_id: str = "load", capture: bool = False) -> dict[str, Any]:
     """Run a small failing pipeline with the real recorder; return the trace it wrote."""
     out = directory / "trace.json"
     recorder = TraceRecorder.from_env(
-        TraceContext(pack_ref="etl@1.4.0", flow_id="nightly", flow_version="3"), out=str(out)
+        TraceContext(pack_ref="etl@1.4.0", flow_id="nightly", flow_version="3"), out=str(out),
+        capture_inputs=capture,
     )
     try:
         with recorder.run():
@@ -69,7 +70,7 @@ def write_sample_trace(directory: Path, node_id: str = "load") -> dict[str, Any]
             _overlapping_threads(recorder)
             recorder.on_node_start(NodeEvent("publish", "sink", "write", {"to": "s3"}))  # never ends
             recorder.emit_error("scheduler", message="worker lost heartbeat", tags={"worker": "w1"})
-            with recorder.step("transform", payload=[1, 2, 3]):
+            with recorder.step("transform", payload={"bucket": "raw", "api_token": "hunter2"}):
                 try:
                     raise KeyError("bucket")
                 except KeyError as exc:

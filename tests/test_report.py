@@ -90,6 +90,15 @@ def test_error_chain_root_cause_last_hints_and_traceback(trace: dict[str, Any]) 
     assert "<h2>Unfinished steps</h2>" in page
 
 
+def test_failure_shows_the_captured_input_redacted(tmp_path: Path) -> None:
+    page = render_report(write_sample_trace(tmp_path, capture=True))
+    failure = page.split('<div class="failure"', 1)[1]
+    assert "Input (captured, redacted)" in failure and "&quot;bucket&quot;: &quot;raw&quot;" in failure
+    assert "hunter2" not in page
+    assert "input hash <code>blake3:" in failure
+    assert "Input (captured" not in render_report(write_sample_trace(tmp_path / "plain"))
+
+
 def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     doc = write_sample_trace(tmp_path, node_id=HOSTILE)
     doc["flow"]["id"] = HOSTILE

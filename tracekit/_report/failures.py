@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from tracekit._report._html import esc, fmt_duration, text
+import orjson
+
+from tracekit._report._html import esc, fmt_duration, hash_short, text
 from tracekit._report.timeline import step_anchor
 from tracekit.export._timeline import StepSpan, Timeline, error_of, section
 
@@ -72,6 +74,21 @@ def _error_body(error: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _input(step: Mapping[str, Any]) -> str:
+    """The failed step's input: its hash, and the captured (redacted) payload when there is one."""
+    full = hash_short(step.get("input_hash"))[1]
+    parts = [f"<p>input hash <code>{esc(full)}</code></p>"] if full else []
+    invocation = step.get("invocation_json")
+    if isinstance(invocation, Mapping) and "payload" in invocation:
+        try:
+            payload = orjson.dumps(invocation["payload"], option=orjson.OPT_INDENT_2).decode()
+        except TypeError:
+            payload = repr(invocation["payload"])
+        parts.append("<details open><summary>Input (captured, redacted)</summary>"
+                     f"<pre>{esc(payload)}</pre></details>")
+    return "".join(parts)
+
+
 def render_failures(timeline: Timeline, failing: StepSpan | None) -> str:
     """A block per failed step, the first failure first."""
     failed = [s for s in timeline.spans if s.status == "failed"]
@@ -90,7 +107,7 @@ def render_failures(timeline: Timeline, failing: StepSpan | None) -> str:
             f'<span class="relation">({esc(label)}: step {esc(span.step_id)}, attempt '
             f"{esc(span.step.get('attempt'), '1')}{phase})</span></h3>"
             f"<p><b>{esc(error.get('code'), 'error')}</b>: {esc(error.get('message'))}</p>"
-            f"{_error_body(error)}</div>"
+            f"{_error_body(error)}{_input(span.step)}</div>"
         )
     return "".join(blocks)
 

@@ -64,6 +64,7 @@ def render_timeline(timeline: Timeline, failing: StepSpan | None) -> str:
         classes = "row failing" if span is failing else "row"
         flag = _FLAGS.get(span.status)
         flag_html = f'<span class="flag {esc(span.status)}">{esc(flag)}</span>' if flag else ""
+        flag_html += f'<span class="flag">{esc(fmt_duration(span.duration_ns))}</span>'
         rows.append(
             f'<div class="{classes}" id="{step_anchor(span)}" data-step-id="{esc(span.step_id)}">'
             f'<div class="label" style="padding-left:{8 + span.depth * _INDENT_PX}px" '
