@@ -11,8 +11,10 @@ import orjson
 import pytest
 from _export_traces import by_node, write_sample_trace
 from click.testing import CliRunner
+from google.protobuf import json_format  # opentelemetry-proto, in the dev extra
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tracekit.export import ExportError, to_chrome_trace, to_otlp_json
 from tracekit.export._timeline import parse_time_ns
@@ -209,8 +211,6 @@ def _parse_with_protobuf(otlp: dict[str, Any]) -> Any:
     OTLP/JSON writes ids in hex where the generic protobuf mapping expects base64; convert
     exactly those fields, nothing else.
     """
-    json_format = pytest.importorskip("google.protobuf.json_format")
-    trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
     doc = copy.deepcopy(otlp)
     for rs in doc["resourceSpans"]:
         for ss in rs["scopeSpans"]:
@@ -218,7 +218,7 @@ def _parse_with_protobuf(otlp: dict[str, Any]) -> Any:
                 for key in ("traceId", "spanId", "parentSpanId"):
                     if key in span:
                         span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
-    return json_format.Parse(orjson.dumps(doc), trace_service.ExportTraceServiceRequest())
+    return json_format.Parse(orjson.dumps(doc), trace_service_pb2.ExportTraceServiceRequest())
 
 
 def test_otlp_parses_as_export_trace_service_request(trace: dict[str, Any]) -> None:
