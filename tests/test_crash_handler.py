@@ -1,0 +1,181 @@
+"""install_crash_handler(): traces survive unhandled exceptions and exits in the middle of a run.
+
+The real hooks only fire in a dying interpreter, so the main cases run a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, install_crash_handler
+from tracekit.schema import validate_document
+
+PRELUDE = """
+import sys, threading
+from tracekit import NodeEvent, TraceContext, TraceRecorder, install_crash_handler
+rec = TraceRecorder.from_env(TraceContext(pack_ref="p@1", flow_id="crashy", flow_version="1"))
+def start(node):
+    event = NodeEvent(node, "comp", "run", payload={"node": node})
+    rec.on_node_start(event)
+    return event
+def done(node):
+    rec.on_node_end(start(node), node.upper())
+"""
+
+
+def run_child(tmp_path: Path, body: str, **env: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "child.py"
+    script.write_text(PRELUDE + textwrap.dedent(body))
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
+    child_env.update({"TRACEKIT_TRACE_OUT": str(tmp_path / "trace.json"), **env})
+    child_env = {k: v for k, v in child_env.items() if v}  # an empty value unsets a variable
+    return subprocess.run(
+        [sys.executable, str(script)], env=child_env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(path.read_bytes())
+    assert validate_document(doc) == []
+    return doc
+
+
+def test_an_unhandled_exception_writes_a_failure_trace(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler()
+        done("extract")
+        start("transform")
+        raise RuntimeError("segment 7 is corrupt")
+    """)
+    assert proc.returncode == 1
+    assert "RuntimeError: segment 7 is corrupt" in proc.stderr  # the previous hook still ran
+    doc = load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "failure"
+    extract, transform = doc["steps"]
+    assert extract["status"] == "completed"
+    assert transform["status"] == "in_flight"
+    assert transform["error"]["message"] == "segment 7 is corrupt"
+    assert "Traceback" in transform["error"]["details"]["traceback"]
+
+
+def test_a_normal_exit_with_an_unfinished_run_writes_its_current_state(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler(rec)
+        done("extract")
+        start("load")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    doc = load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "in_progress"
+    assert [(s["node_id"], s["status"]) for s in doc["steps"]] == [("extract", "completed"),
+                                                                    ("load", "in_flight")]
+
+
+def test_an_exception_in_a_thread_writes_a_failure_trace(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler()
+        def work():
+            start("fetch")
+            raise ConnectionResetError("peer went away")
+        t = threading.Thread(target=work, name="fetcher")
+        t.start(); t.join()
+    """)
+    assert proc.returncode == 0
+    assert "Exception in thread fetcher" in proc.stderr  # threading's own hook still ran
+    doc = load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "failure"
+    (step,) = doc["steps"]
+    assert (step["node_id"], step["error"]["code"]) == ("fetch", "connection")
+
+
+def test_an_interrupt_is_written_as_cancelled(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler()
+        start("long")
+        raise KeyboardInterrupt
+    """, TRACEKIT_TRACE="always")
+    assert proc.returncode != 0
+    doc = load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "cancelled"
+    assert doc["steps"][0]["error"]["code"] == "cancelled"
+
+
+def test_a_finished_run_is_not_rewritten_by_a_later_crash(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler()
+        with rec.run():
+            done("only")
+        raise SystemError("after the run")
+    """, TRACEKIT_TRACE="always")
+    assert proc.returncode == 1
+    doc = load(tmp_path / "trace.json")
+    assert doc["run"]["outcome"] == "success"
+    assert doc["errors"] == []
+
+
+def test_nothing_is_written_without_the_handler_or_after_uninstall(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        handle = install_crash_handler()
+        handle.uninstall()
+        assert sys.excepthook is sys.__excepthook__ and threading.excepthook is threading.__excepthook__
+        start("x")
+        raise RuntimeError("unrecorded")
+    """)
+    assert proc.returncode == 1
+    assert "AssertionError" not in proc.stderr
+    assert not (tmp_path / "trace.json").exists()
+
+
+def test_in_process_hooks_chain_and_uninstall(context: TraceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "excepthook", lambda t, e, tb: seen.append(f"sys:{e}"))
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(f"thread:{args.exc_value}"))
+    rec = TraceRecorder(TraceConfig.from_env({}), context)
+    other = TraceRecorder(TraceConfig.from_env({}, out="other.json"), context)
+    handle = install_crash_handler(rec)
+    try:
+        rec.on_node_start(NodeEvent("a", "c", "run", payload=None))
+        other.on_node_start(NodeEvent("b", "c", "run", payload=None))
+        err = ValueError("boom")
+        sys.excepthook(ValueError, err, None)
+        assert seen == ["sys:boom"]
+        assert handle.failure is err
+        assert load(Path("trace.json"))["run"]["outcome"] == "failure"
+        assert not Path("other.json").exists()  # only the recorders it was given
+
+        t = threading.Thread(target=lambda: (_ for _ in ()).throw(SystemExit(0)))
+        t.start()
+        t.join()
+        assert seen == ["sys:boom", "thread:0"]  # a thread's SystemExit is passed on, not recorded
+    finally:
+        handle.uninstall()
+    assert not handle.installed
+    sys.excepthook(ValueError, ValueError("later"), None)
+    assert seen[-1] == "sys:later"
+    handle.uninstall()  # idempotent
+
+
+def test_bad_arguments(context: TraceContext) -> None:
+    with pytest.raises(TypeError, match="expected TraceRecorder instances, got str"):
+        install_crash_handler("trace.json")  # type: ignore[arg-type]
+
+
+def test_a_crash_in_history_mode_writes_exactly_one_file(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        install_crash_handler()
+        start("transform")
+        raise RuntimeError("boom")
+    """, TRACEKIT_TRACE_DIR=str(tmp_path / "history"), TRACEKIT_TRACE_OUT="")
+    assert proc.returncode == 1
+    (path,) = (tmp_path / "history").iterdir()  # the exit hook did not write the run again
+    assert load(path)["run"]["outcome"] == "failure"
