@@ -293,6 +293,16 @@ def test_otlp_ids_are_deterministic(trace: dict[str, Any]) -> None:
     assert {s["spanId"] for s in a}.isdisjoint(s["spanId"] for s in b)
 
 
+def test_otlp_keeps_span_ids_recorded_from_opentelemetry() -> None:
+    parent_id, child_id = "00f067aa0ba902b7", "53995c3f42cd8ad8"
+    env = _envelope([_step(parent_id, 0, 2_000_000), _step(child_id, 10, 1_000, parent=parent_id),
+                     _step("s3", 20, 1_000, parent=child_id)])
+    spans = {s["name"]: s for s in to_otlp_json(env)["resourceSpans"][0]["scopeSpans"][0]["spans"]}
+    assert spans[parent_id]["spanId"] == parent_id
+    assert spans[child_id]["spanId"] == child_id and spans[child_id]["parentSpanId"] == parent_id
+    assert spans["s3"]["parentSpanId"] == child_id and len(spans["s3"]["spanId"]) == 16
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ loaded by any tool that reads OTLP files.
 The run becomes a root span named after the flow; each step a child span named after its node.
 Ids are derived, not random, so exporting the same trace twice gives the same ids: the trace id
 is the run id when that is already 32 hex digits (a UUID), else a blake3 hash of it; a span id
-is a blake3 hash of (run id, step id).
+is the step id when that is already 16 hex digits (steps recorded from OpenTelemetry spans),
+else a blake3 hash of (run id, step id).
 
 Threading contract: :func:`to_otlp_json` is a pure function of its argument.
 """
@@ -46,6 +47,7 @@ SPAN_KIND_INTERNAL: Final = 1
 STATUS_CODE_UNSET: Final = 0
 STATUS_CODE_ERROR: Final = 2
 _HEX32: Final = re.compile(r"^[0-9a-f]{32}$")
+_HEX16: Final = re.compile(r"^[0-9a-f]{16}$")
 _ROOT: Final = "\x00run"  # the run's own span: no step id can be this
 
 
@@ -64,7 +66,9 @@ def trace_id_for(run_id: str) -> str:
 
 
 def span_id_for(run_id: str, step_id: str) -> str:
-    """The OTLP span id (16 hex) of a step of a run."""
+    """The OTLP span id (16 hex) of a step: the step id itself when it already is one."""
+    if _HEX16.match(step_id) and step_id.strip("0"):
+        return step_id  # recorded from OpenTelemetry spans (the otel adapter): keep the link
     return _derive("tracekit-span", run_id, step_id, size=8)
 
 
