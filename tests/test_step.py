@@ -354,3 +354,24 @@ def test_off_mode_runs_everything_and_records_nothing(context: TraceContext) -> 
         step.set_output(f(1))
     assert f(2) == 3
     assert rec.snapshot()["steps"] == []
+
+
+def test_an_interrupt_landing_in_the_bookkeeping_still_ends_the_step(
+    context: TraceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = make(context)
+    real = rec._finish
+    calls = {"n": 0}
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # Ctrl-C arriving while tracekit ends the step
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(rec, "_finish", interrupted)
+    with pytest.raises(KeyboardInterrupt), rec.step("work") as step:
+        step.set_output(1)
+    (s,) = steps(rec)
+    assert s["status"] == "completed"
+    assert rec.in_flight() == []
