@@ -237,9 +237,44 @@ def test_xdist_workers_each_write_their_own_trace(
     flows = sorted(d["flow"]["id"] for d in docs)
     assert flows == ["pytest-gw0", "pytest-gw1"]
     if history:
-        assert [f.name[len("YYYYMMDD-HHMMSS-"):] for f in files] == ["pytest-gw0.json", "pytest-gw1.json"]
+        # Each worker's run may start in a different second: compare the names past the time.
+        names = sorted(f.name[len("YYYYMMDD-HHMMSS-"):] for f in files)
+        assert names == ["pytest-gw0.json", "pytest-gw1.json"]
     else:
         assert [f.name for f in files] == ["trace-gw0.json", "trace-gw1.json"]
     # Every test ran in exactly one worker; the controller wrote no trace of its own.
     node_ids = sorted(s["node_id"] for d in docs for s in d["steps"])
     assert node_ids == sorted(f"test_pass.py::test_many[{i}]" for i in range(4))
+
+
+@pytest.mark.parametrize(
+    ("stop", "outcome"),
+    [("raise KeyboardInterrupt", "cancelled"), ("pytest.exit('enough', returncode=3)", "cancelled")],
+    ids=["ctrl-c", "pytest-exit"],
+)
+def test_interrupted_session_is_cancelled(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, stop: str, outcome: str
+) -> None:
+    monkeypatch.setenv("TRACEKIT_TRACE", "always")
+    pytester.makepyfile(
+        test_stop=f"""
+        import pytest
+
+        def test_first():
+            pass
+
+        def test_stops():
+            {stop}
+
+        def test_never_runs():
+            pass
+        """
+    )
+    pytester.inline_run(*_QUIET, "--tracekit", no_reraise_ctrlc=True)  # Ctrl-C stays inside
+    doc = _load(pytester.path / "trace.json")
+    assert doc["run"]["outcome"] == outcome
+    assert [(s["node_id"], s["status"]) for s in doc["steps"]] == [
+        ("test_stop.py::test_first", "completed"),
+        ("test_stop.py::test_stops", "cancelled"),
+    ]
+    assert doc["steps"][1]["error"]["code"] == "cancelled"

@@ -37,6 +37,7 @@ __all__ = [
     "OPERATION",
     "PLUGIN_NAME",
     "TestSkipped",
+    "TestStopped",
     "TestsFailed",
     "TracekitPytestPlugin",
     "pytest_addoption",
@@ -60,6 +61,12 @@ class TestSkipped(Exception):
     """
 
     __test__ = False  # not a test class, whatever pytest's collection rules say
+
+
+class TestStopped(Exception):
+    """A test stopped by ``pytest.exit()``: a control-flow signal, its step ends ``cancelled``."""
+
+    __test__ = False
 
 
 class TestsFailed(Exception):
@@ -180,10 +187,12 @@ class TracekitPytestPlugin:
     def __init__(self, config: pytest.Config) -> None:
         from tracekit.errors import register_control_flow
 
-        register_control_flow(TestSkipped)  # our own type: no effect on other runners
+        register_control_flow(TestSkipped)  # our own types: no effect on other runners
+        register_control_flow(TestStopped)
         self.recorder = _make_recorder(config)
         self.failed: list[str] = []
         self.collection_errors: list[str] = []
+        self.stopped = False  # Ctrl-C or pytest.exit() inside a test
         self._scope: AbstractContextManager[Any] | None = None
         self._current: _TestState | None = None
 
@@ -199,10 +208,11 @@ class TracekitPytestPlugin:
         if scope is None:
             return
         error: BaseException | None = None
-        if exitstatus == pytest.ExitCode.INTERRUPTED:
-            error = KeyboardInterrupt("the pytest session was interrupted")
-        elif self.failed or self.collection_errors or exitstatus == pytest.ExitCode.TESTS_FAILED:
+        # A failure outranks the interrupt that may follow it: the failure is what to look at.
+        if self.failed or self.collection_errors or exitstatus == pytest.ExitCode.TESTS_FAILED:
             error = TestsFailed(self._summary())
+        elif self.stopped or exitstatus == pytest.ExitCode.INTERRUPTED:
+            error = KeyboardInterrupt("the pytest session was interrupted")
         elif exitstatus == pytest.ExitCode.INTERNAL_ERROR:
             error = TestsFailed("pytest stopped with an internal error")
         scope.__exit__(None if error is None else type(error), error, None)
@@ -248,8 +258,9 @@ class TracekitPytestPlugin:
         try:
             result = yield
         except BaseException as exc:  # an interrupt or pytest.exit: end the step, re-raise
-            state.error = state.error or exc
-            state.phase = state.phase or "call"
+            if state.error is None:
+                state.error, state.phase = _stopped(exc), "call"
+            self.stopped = True
             raise
         finally:
             self._current = None
@@ -284,10 +295,12 @@ class TracekitPytestPlugin:
             state.skipped, state.skip_phase = skipped, call.when
 
     def _end(self, state: _TestState) -> None:
+        from tracekit.errors import is_control_flow
+
         recorder, event = self.recorder, state.event
         if state.error is not None:
             recorder.on_node_error(event, state.error, phase=state.phase)
-            if not isinstance(state.error, KeyboardInterrupt | pytest.exit.Exception):
+            if not is_control_flow(state.error):
                 self.failed.append(event.node_id)
         elif state.skipped is not None:
             recorder.on_node_error(event, state.skipped, phase=state.skip_phase)
@@ -296,6 +309,14 @@ class TracekitPytestPlugin:
         for phase, error in state.later_errors:
             # A teardown that fails after the test did: the step keeps the first failure.
             recorder.emit_error("node", error, node_id=event.node_id, context={"phase": phase})
+
+
+def _stopped(exc: BaseException) -> BaseException:
+    if isinstance(exc, pytest.exit.Exception):
+        stopped = TestStopped(f"pytest.exit: {exc}")
+        stopped.__cause__ = exc
+        return stopped
+    return exc
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
