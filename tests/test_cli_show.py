@@ -124,3 +124,24 @@ def test_every_fixture_shows(tmp_path: Path) -> None:
         assert result.exit_code in (0, 1), (f, result.output)
         if result.exit_code == 0:
             assert result.stdout.startswith(("flow", "note")), f
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deeply_nested_values_never_crash_a_command(tmp_path: Path, depth: int) -> None:
+    """orjson reads 1024 levels but writes 254: printing such a trace must elide, not crash."""
+    path = failing_trace(tmp_path / "t.json")
+    deep = "[" * depth + "]" * depth
+    text = path.read_text()
+    assert '{"table":"orders"}' in text  # the captured payload, as the recorder wrote it
+    text = text.replace('{"table":"orders"}', f'{{"table": {deep}}}', 1)
+    text = text.replace('"flow": {', f'"flow": {{"extra": {deep}, ', 1)
+    bad = tmp_path / "deep.json"
+    bad.write_text(text)
+    for args in (["show"], ["show", "--json"], ["validate", "--json"], ["diff", "--json", str(path)]):
+        result = invoke(*args, str(bad))
+        assert result.exit_code in (0, 1), (args, result.output)
+    data = orjson.loads(invoke("show", "--json", str(bad)).stdout)
+    assert "nested deeper than 200 levels, not printed" in orjson.dumps(data["failures"][1]["input"]).decode()
+    assert "more characters]" in invoke("show", str(bad)).stdout  # the text view cuts long inputs
+    proc = run_exe("show", str(bad), cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr

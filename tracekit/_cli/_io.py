@@ -22,8 +22,10 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_OK",
     "EXIT_USAGE",
+    "MAX_PRINT_DEPTH",
     "MAX_TRACE_BYTES",
     "TraceLoadError",
+    "dump_json",
     "exit_for",
     "fail",
     "load_trace",
@@ -38,6 +40,9 @@ EXIT_USAGE: Final = 2
 
 #: Larger files are refused rather than read: a trace is the last N steps, never gigabytes.
 MAX_TRACE_BYTES: Final = 512 * 1024 * 1024
+
+#: orjson writes at most 254 levels; deeper parts of a trace are elided when a command prints JSON.
+MAX_PRINT_DEPTH: Final = 200
 
 _BOMS: Final = (
     (b"\xef\xbb\xbf", "UTF-8"),
@@ -142,6 +147,31 @@ def load_trace(path: Path) -> dict[str, Any]:
         kind = "null" if doc is None else _KIND.get(type(doc), type(doc).__name__)
         raise TraceLoadError(path, f"the top level is {kind}; a trace is a JSON object")
     return doc
+
+
+def _clip(value: Any, depth: int) -> Any:
+    if isinstance(value, dict):
+        if depth >= MAX_PRINT_DEPTH:
+            return f"[object nested deeper than {MAX_PRINT_DEPTH} levels, not printed]"
+        return {k: _clip(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if depth >= MAX_PRINT_DEPTH:
+            return f"[array nested deeper than {MAX_PRINT_DEPTH} levels, not printed]"
+        return [_clip(v, depth + 1) for v in value]
+    return value
+
+
+def dump_json(value: Any, *, indent: bool = True) -> str:
+    """``value`` as JSON text for output; parts nested too deeply for orjson are elided, not fatal.
+
+    A trace may hold a payload nested up to the reader's limit (1024) while orjson writes only
+    254 levels; a command must still print the rest.
+    """
+    option = orjson.OPT_INDENT_2 if indent else 0
+    try:
+        return orjson.dumps(value, option=option, default=repr).decode()
+    except TypeError:  # orjson.JSONEncodeError: nesting beyond its limit
+        return orjson.dumps(_clip(value, 0), option=option, default=repr).decode()
 
 
 def exit_for(*, invalid: bool = False, unreadable: bool = False) -> int:

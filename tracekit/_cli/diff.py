@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import click
-import orjson
 
-from tracekit._cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, exit_for, load_trace
+from tracekit._cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, dump_json, exit_for, load_trace
 from tracekit._cli._style import echo, style
 from tracekit._cli._trace import obj, s, steps_tree
 
@@ -144,7 +143,7 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
             "summary": counts,
             "steps": [d.to_json() for d in diffs],
         }
-        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        click.echo(dump_json(report))
     else:
         if flows[0] != flows[1]:
             echo(style(f"note: different flows: A is {s(flows[0].get('id'))} v{s(flows[0].get('version'))}, "

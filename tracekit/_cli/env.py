@@ -10,9 +10,8 @@ import os
 from typing import Any, Final
 
 import click
-import orjson
 
-from tracekit._cli._io import EXIT_USAGE
+from tracekit._cli._io import EXIT_USAGE, dump_json
 from tracekit._cli._style import echo, style
 from tracekit.config import (
     ENV_BUFFER,
@@ -64,14 +63,14 @@ def env(as_json: bool) -> None:
         settings = TraceConfig.from_env().describe()
     except ConfigError as exc:
         if as_json:
-            click.echo(orjson.dumps({"valid": False, "error": str(exc)}, option=orjson.OPT_INDENT_2).decode())
+            click.echo(dump_json({"valid": False, "error": str(exc)}))
         else:
             echo(f"tracekit: invalid configuration: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_USAGE) from None
     origin = sources(settings)
     if as_json:
         report = {"valid": True, "settings": settings, "sources": origin}
-        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        click.echo(dump_json(report))
         return
     width = max(len(k) for k in settings)
     for name, value in settings.items():

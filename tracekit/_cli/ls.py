@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
-from tracekit._cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, load_trace
+from tracekit._cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, dump_json, fail, load_trace
 from tracekit._cli._style import STATUS_COLORS, echo, style, table
 from tracekit._cli._trace import failing_node, obj, run_started, s
 from tracekit.semantic import validate_trace
@@ -111,7 +110,7 @@ def ls(directory: Path, latest: bool, flow: str | None, outcome: str | None, as_
         click.echo(str(readable[-1].path))
         return
     if as_json:
-        click.echo(orjson.dumps([e.to_json() for e in entries], option=orjson.OPT_INDENT_2).decode())
+        click.echo(dump_json([e.to_json() for e in entries]))
         return
     if not entries:
         echo(f"{directory}: no history files" + (" match" if flow or outcome else ""), err=True)

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import click
-import orjson
 
-from tracekit._cli._io import TraceLoadError, exit_for, load_trace
+from tracekit._cli._io import TraceLoadError, dump_json, exit_for, load_trace
 from tracekit._cli._style import STATUS_COLORS, echo, fmt_duration, short_hash, style, table
 from tracekit._cli._trace import failing_steps, obj, s, steps, steps_tree
 from tracekit.semantic import parse_time, validate_trace
@@ -189,7 +188,7 @@ def _failure_lines(f: dict[str, Any]) -> list[str]:
             lines.append(f"{_INDENT * 2}- [{s(i.get('severity'), 'error')}] {s(i.get('code'))}: "
                          f"{s(i.get('message'), '')}{at}")
     if f["input_captured"]:
-        text = orjson.dumps(f["input"], option=orjson.OPT_INDENT_2, default=repr).decode()
+        text = dump_json(f["input"])
         lines.append(f"{_INDENT}input (captured, secrets redacted)")
         lines.extend(f"{_INDENT * 2}{ln}" for ln in _cut(text, MAX_INPUT_CHARS).splitlines())
     else:
@@ -254,7 +253,7 @@ def show(path: Path, as_json: bool) -> None:
     except RecursionError:
         problems = 1
     if as_json:
-        click.echo(orjson.dumps(summary(doc, problems), option=orjson.OPT_INDENT_2, default=repr).decode())
+        click.echo(dump_json(summary(doc, problems)))
         return
     for line in render(doc, problems):
         echo(line)

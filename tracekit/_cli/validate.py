@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import click
-import orjson
 
-from tracekit._cli._io import TraceLoadError, exit_for, load_trace, problem_line
+from tracekit._cli._io import TraceLoadError, dump_json, exit_for, load_trace, problem_line
 from tracekit._cli._style import echo, style
 from tracekit.schema import SchemaProblem
 from tracekit.semantic import validate_trace
@@ -133,7 +132,7 @@ def validate(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
             "invalid": sum(not r.valid and not r.unreadable for r in reports),
             "unreadable": sum(r.unreadable for r in reports),
         }
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        click.echo(dump_json(summary))
     else:
         for r in reports:
             if r.valid:
