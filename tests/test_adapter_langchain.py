@@ -6,6 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 from typing import Any, TypedDict
+from uuid import uuid4
 
 import orjson
 import pytest
@@ -428,3 +429,14 @@ def test_cancelled_ainvoke_ends_the_run_cancelled(context: TraceContext) -> None
     assert [(s["node_id"], s["status"]) for s in doc["steps"]] == [
         ("first", "completed"), ("slow", "cancelled"), ("LangGraph", "cancelled"),
     ]
+
+
+def test_end_of_a_run_started_before_the_handler_is_still_recorded(context: TraceContext) -> None:
+    recorder = make(context)
+    handler = TracekitCallbackHandler(recorder)
+    handler.on_chain_error(OSError("lost start"), run_id=uuid4(), parent_run_id=None)
+    doc = load()  # the failure is never lost, and no run was closed that was never opened
+    (step,) = doc["steps"]
+    assert step["status"] == "failed"
+    assert step["error"]["message"] == "lost start"
+    assert recorder.misuse.get("error_without_start") == 1

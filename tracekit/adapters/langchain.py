@@ -124,7 +124,7 @@ class TracekitCallbackHandler(BaseCallbackHandler):
         # Reentrant: a run's final flush publishes error events, and a subscriber may invoke a
         # runnable with this same handler on this thread.
         self._lock = threading.RLock()
-        self._events: dict[UUID, NodeEvent] = {}
+        self._events: dict[UUID, tuple[NodeEvent, bool]] = {}  # run id -> (event, opened a run)
         # LangGraph retries a task as new runs under the same parent with the same task id.
         self._attempts: dict[UUID, dict[str, int]] = {}
         self._roots = 0
@@ -314,9 +314,10 @@ class TracekitCallbackHandler(BaseCallbackHandler):
             return
         try:
             event = self._event(kind, serialized, payload, run_id, parent_run_id, tags, metadata, extra)
+            root = parent_run_id is None and self.manage_runs
             with self._lock:
-                self._events[run_id] = event
-                if parent_run_id is None and self.manage_runs:
+                self._events[run_id] = (event, root)
+                if root:
                     self._enter_root()
             self.recorder.on_node_start(event)
         except Exception:
@@ -373,9 +374,9 @@ class TracekitCallbackHandler(BaseCallbackHandler):
         if not self.recorder.enabled:
             return
         try:
-            event = self._finish(run_id)
+            event, root = self._finish(run_id)
             self.recorder.on_node_end(event, output)
-            if event.parent_step_id is None:
+            if root:
                 self._exit_root(None)
         except Exception:
             self._failed("on_end")
@@ -384,22 +385,23 @@ class TracekitCallbackHandler(BaseCallbackHandler):
         if not self.recorder.enabled:
             return
         try:
-            event = self._finish(run_id)
+            event, root = self._finish(run_id)
             self.recorder.on_node_error(event, error)
-            if event.parent_step_id is None:
+            if root:
                 self._exit_root(error)
         except Exception:
             self._failed("on_error")
 
-    def _finish(self, run_id: UUID) -> NodeEvent:
+    def _finish(self, run_id: UUID) -> tuple[NodeEvent, bool]:
         with self._lock:
             self._attempts.pop(run_id, None)
-            event = self._events.pop(run_id, None)
-        if event is None:
-            # Started before the handler was attached: still pair by run id, never lose the end.
-            event = NodeEvent(node_id="unknown", component_id=COMPONENT_PREFIX + "unknown",
-                              operation="unknown", step_id=str(run_id), parent_step_id="unknown")
-        return event
+            found = self._events.pop(run_id, None)
+        if found is None:
+            # Started before the handler was attached: still pair by run id, never lose a failure.
+            unknown = NodeEvent(node_id="unknown", component_id=COMPONENT_PREFIX + "unknown",
+                                operation="unknown", step_id=str(run_id))
+            return unknown, False
+        return found
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -414,8 +416,6 @@ class TracekitCallbackHandler(BaseCallbackHandler):
             self._root_error = None
 
     def _exit_root(self, error: BaseException | None) -> None:
-        if not self.manage_runs:
-            return
         with self._lock:
             if self._roots == 0:
                 return
