@@ -71,6 +71,12 @@ def _capped(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... [truncated: {len(text)} characters in all]"
 
 
+def _capped_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
+    """An error's context, or a marker with its size when it is bigger than a captured payload."""
+    size = len(orjson.dumps(context))
+    return context if size <= limit else {"$truncated": True, "original_bytes": size}
+
+
 class TraceRecorder:
     """A flight recorder: keeps the last N finished steps and writes a trace per the mode.
 
@@ -488,6 +494,7 @@ class TraceRecorder:
                              scope, ", ".join(SCOPES))
                 scope = "runner"
             record = None
+            limit = self.config.max_detail_chars
             if error is not None:
                 record = _errors.error_record(
                     error, code=code, max_chars=self.config.max_detail_chars
@@ -501,8 +508,8 @@ class TraceRecorder:
                 else (record["message"] if record else "runner error"),
                 node_id=node_id,
                 step_id=step_id,
-                tags=json_tags(tags),
-                context=json_context(context),
+                tags={_capped(k, limit): _capped(v, limit) for k, v in json_tags(tags).items()},
+                context=_capped_context(json_context(context), self.config.max_capture_bytes),
                 error=record,
             )
             with self._lock:
