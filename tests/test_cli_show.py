@@ -145,3 +145,19 @@ def test_deeply_nested_values_never_crash_a_command(tmp_path: Path, depth: int) 
     assert "more characters]" in invoke("show", str(bad)).stdout  # the text view cuts long inputs
     proc = run_exe("show", str(bad), cwd=tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
+
+
+def test_many_failures_are_capped_in_text_but_all_in_json(tmp_path: Path) -> None:
+    rec = TraceRecorder.from_env(TraceContext("p@1", "retry", "1"), out=tmp_path / "t.json")
+    with rec.run():
+        for attempt in range(1, 9):
+            try:
+                with rec.step("call", payload={}, attempt=attempt):
+                    raise TimeoutError(f"try {attempt}")
+            except TimeoutError:
+                pass
+    out = invoke("show", str(tmp_path / "t.json")).stdout
+    assert out.count("FAILED  call") == 5
+    assert "... and 3 more failed step(s); `tracekit show --json` lists them all" in out
+    data = orjson.loads(invoke("show", "--json", str(tmp_path / "t.json")).stdout)
+    assert [f["attempt"] for f in data["failures"]] == list(range(1, 9))

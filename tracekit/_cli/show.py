@@ -23,6 +23,8 @@ __all__ = ["render", "show", "summary"]
 MAX_INPUT_CHARS: Final = 2000
 #: Error messages in the chain are cut to this many characters per link in the text view.
 MAX_MESSAGE_CHARS: Final = 500
+#: Failed steps detailed in the text view; a retry storm must not bury the first failure.
+MAX_FAILURES_SHOWN: Final = 5
 _INDENT: Final = "  "
 
 
@@ -214,8 +216,11 @@ def render(doc: dict[str, Any], problems: int = 0) -> list[str]:
     """The text of ``show`` for one loaded trace."""
     data = summary(doc, problems)
     lines = [*_header(doc, problems), "", *_step_table(doc)]
-    for f in data["failures"]:
+    for f in data["failures"][:MAX_FAILURES_SHOWN]:
         lines += ["", *_failure_lines(f)]
+    if len(data["failures"]) > MAX_FAILURES_SHOWN:
+        more = len(data["failures"]) - MAX_FAILURES_SHOWN
+        lines += ["", f"... and {more} more failed step(s); `tracekit show --json` lists them all"]
     in_flight = [st for st in steps(doc) if st.get("status") == "in_flight"]
     if in_flight:
         lines += ["", style(f"in flight when written ({len(in_flight)})", "magenta", bold=True)]
