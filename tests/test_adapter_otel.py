@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +320,39 @@ def test_observer_records_an_error_without_start_and_keeps_no_open_span() -> Non
     observer.on_node_end(ev, None)
     assert [s.name for s in exporter.get_finished_spans()].count("late") == 2
     assert observer._open == {} and observer._by_step == {}
+
+
+def test_concurrent_root_spans_on_threads(context: TraceContext) -> None:
+    """Two requests at once on two threads; the one that fails leaves the trace."""
+    recorder = make(context)
+    tracer = provider_with(TracekitSpanProcessor(recorder)).get_tracer("server")
+    together = threading.Barrier(2, timeout=30)
+    ids: dict[str, str] = {}
+
+    def request(name: str, fail: bool) -> None:
+        with tracer.start_as_current_span(name) as root:
+            ids[name] = format_span_id(root.get_span_context().span_id)
+            with tracer.start_as_current_span(f"{name}.db", attributes={"q": name}):
+                together.wait()  # both requests are in flight at once
+                if fail:
+                    raise ConnectionResetError(f"{name}: peer reset")
+
+    threads = [threading.Thread(target=_swallow, args=(request, n, n == "bad")) for n in ("ok", "bad")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    doc = load()
+    assert doc["run"]["outcome"] == "failure"
+    steps = {s["node_id"]: s for s in doc["steps"]}
+    assert steps["bad.db"]["status"] == "failed"
+    assert steps["bad.db"]["parent_step_id"] == ids["bad"]
+    assert steps["bad.db"]["input_hash"] == hash_value({"q": "bad"})
+    assert steps["bad.db"]["error"]["code"] == "connection"
+    assert steps["bad"]["error"]["details"]["type"] == "ConnectionResetError"
+    assert recorder.in_flight() == []
+
+
+def _swallow(fn: Any, *args: Any) -> None:
+    with contextlib.suppress(ConnectionResetError):  # the trace, not the thread, reports it
+        fn(*args)
