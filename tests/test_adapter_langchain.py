@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("langgraph")  # the [langchain] extra; CI installs it
 
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
@@ -440,3 +442,26 @@ def test_end_of_a_run_started_before_the_handler_is_still_recorded(context: Trac
     assert step["status"] == "failed"
     assert step["error"]["message"] == "lost start"
     assert recorder.misuse.get("error_without_start") == 1
+
+
+def test_chat_model_run_is_a_step_and_include_llm_false_skips_it(context: TraceContext) -> None:
+    received: list[Any] = []
+
+    class Capturing(FakeListChatModel):
+        def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            received.append(messages)
+            return super()._generate(messages, *args, **kwargs)
+
+    chain = ChatPromptTemplate.from_messages([("human", "say {word}")]) | Capturing(responses=["hi"])
+    recorder = make(context, mode="always")
+    chain.invoke({"word": "x"}, config={"callbacks": [TracekitCallbackHandler(recorder)]})
+    steps = load()["steps"]
+    assert [s["operation"] for s in steps] == ["chain", "chat_model", "chain"]
+    model = steps[1]
+    assert model["node_id"] == "Capturing"
+    assert model["parent_step_id"] == steps[-1]["step_id"]
+    assert model["input_hash"] == hash_value([received[0]])  # one batch of the messages it got
+
+    recorder = make(context, mode="always")
+    chain.invoke({"word": "x"}, config={"callbacks": [TracekitCallbackHandler(recorder, include_llm=False)]})
+    assert [s["operation"] for s in load()["steps"]] == ["chain", "chain"]
