@@ -116,12 +116,15 @@ class TracingHooks:
         self._observer = observer
         self._events: dict[str, NodeEvent] = {}
 
+    @staticmethod
+    def _new_event(node: Node, inputs: Mapping[str, Any]) -> NodeEvent:
+        return NodeEvent(node_id=node.name, component_id=node.component, operation="run",
+                         payload=dict(inputs))
+
     def _event(self, node: Node, inputs: Mapping[str, Any]) -> NodeEvent:
         event = self._events.get(node.name)
         if event is None:
-            event = NodeEvent(node_id=node.name, component_id=node.component, operation="run",
-                              payload=dict(inputs))
-            self._events[node.name] = event
+            event = self._events[node.name] = self._new_event(node, inputs)
         return event
 
     def node_started(self, node: Node, inputs: Mapping[str, Any]) -> None:
@@ -132,10 +135,14 @@ class TracingHooks:
         self._observer.on_validation(self._event(node, inputs), issues)
 
     def node_finished(self, node: Node, inputs: Mapping[str, Any], output: Any) -> None:
-        self._observer.on_node_end(self._events.pop(node.name), output)
+        self._observer.on_node_end(self._take(node, inputs), output)
 
     def node_failed(self, node: Node, inputs: Mapping[str, Any], error: BaseException) -> None:
-        self._observer.on_node_error(self._events.pop(node.name), error)
+        self._observer.on_node_error(self._take(node, inputs), error)
+
+    def _take(self, node: Node, inputs: Mapping[str, Any]) -> NodeEvent:
+        # An end without a start still reaches the observer (which records it as misuse).
+        return self._events.pop(node.name, None) or self._new_event(node, inputs)
 
 
 class LoggingObserver:
@@ -182,19 +189,15 @@ def _customers(params: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return table
 
 
-def _clean(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [o for o in inputs["extract"] if o["amount"] > 0]
-
-
-def _clean_check(rows: Any) -> list[str]:
-    dropped = len(ORDERS) - len(rows)
-    return [f"{dropped} order(s) with a non-positive amount dropped"] if dropped else []
+def _extract_check(rows: Any) -> list[str]:
+    return [f"order {o['order_id']} has a non-positive amount ({o['amount']}); 'clean' will drop it"
+            for o in rows if o["amount"] <= 0]
 
 
 def _enrich(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     customers = inputs["customers"]
     enriched = []
-    for order in inputs["clean"]:
+    for order in inputs["extract"]:
         try:
             customer = customers[order["customer_id"]]
         except KeyError as err:
@@ -205,16 +208,22 @@ def _enrich(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return enriched
 
 
+def _clean(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in inputs["enrich"] if o["amount"] > 0]
+
+
 def _load(inputs: Mapping[str, Any]) -> dict[str, int]:
-    return {"rows_written": len(inputs["enrich"])}
+    return {"rows_written": len(inputs["clean"])}
 
 
+#: A DAG: orders and customers are read independently, joined, cleaned and loaded. The third
+#: node to run, 'enrich', fails on the unknown customer of order 1002 (unless --ok).
 PIPELINE: Final = Pipeline([
-    Node("extract", "orders_reader", _extract),
+    Node("extract", "orders_reader", _extract, check=_extract_check),
     Node("customers", "customers_reader", _customers),
-    Node("clean", "cleaner", _clean, deps=("extract",), check=_clean_check),
-    Node("enrich", "customer_join", _enrich, deps=("clean", "customers")),
-    Node("load", "warehouse_writer", _load, deps=("enrich",)),
+    Node("enrich", "customer_join", _enrich, deps=("extract", "customers")),
+    Node("clean", "cleaner", _clean, deps=("enrich",)),
+    Node("load", "warehouse_writer", _load, deps=("clean",)),
 ])
 
 

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import blake3
 import orjson
 
 from tracekit.schema import validate_document
 
 PIPELINE = Path(__file__).resolve().parent.parent / "examples" / "pipeline.py"
+
+
+def _import_example() -> Any:
+    spec = importlib.util.spec_from_file_location("example_pipeline", PIPELINE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def _blake3(value: Any) -> str:
+    return blake3.blake3(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -32,8 +51,8 @@ def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(tmp_path: Path
     assert trace["run"]["outcome"] == "failure"
     assert trace["runner_version"] == "pipeline.py 1.0" and trace["flow"]["id"] == "orders_daily"
     assert [(s["node_id"], s["status"]) for s in trace["steps"]] == [
-        ("extract", "completed"), ("customers", "completed"), ("clean", "completed"), ("enrich", "failed"),
-    ]
+        ("extract", "completed"), ("customers", "completed"), ("enrich", "failed"),
+    ]  # the third node fails; clean and load never run
     enrich = trace["steps"][-1]
     chain = enrich["error"]["details"]["chain"]
     assert [(c["type"], c["relation"]) for c in chain] == [
@@ -41,9 +60,14 @@ def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(tmp_path: Path
     ]
     assert chain[-1]["message"] == "'c-9'"
     assert "Add the customer to the customers table" in enrich["error"]["details"]["hints"][0]
-    # The hook adapter passes each node's inputs as the payload: enrich got clean's output.
-    clean = trace["steps"][2]
-    assert [i["severity"] for i in clean["validation_issues"]] == ["warning"]
+    extract = trace["steps"][0]
+    issues = [(i["code"], i["severity"]) for i in extract["validation_issues"]]
+    assert issues == [("extract_check", "warning")]
+    # The hook adapter passes each node's inputs as its payload, and anyone can recompute the hash.
+    example = _import_example()
+    inputs = {"extract": example.ORDERS, "customers": example._customers({})}
+    assert enrich["input_hash"]["value"] == _blake3(inputs)
+    assert extract["output_hash"]["value"] == _blake3(example.ORDERS)
 
 
 def test_second_observer_sees_every_event(tmp_path: Path) -> None:
@@ -51,15 +75,13 @@ def test_second_observer_sees_every_event(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.startswith("pipeline: ")]
     assert lines == [
         "pipeline: start  extract (orders_reader)",
+        "pipeline: check  extract: order 1003 has a non-positive amount (-1.0); 'clean' will drop it",
         "pipeline: done   extract",
         "pipeline: start  customers (customers_reader)",
         "pipeline: done   customers",
-        "pipeline: start  clean (cleaner)",
-        "pipeline: check  clean: 1 order(s) with a non-positive amount dropped",
-        "pipeline: done   clean",
         "pipeline: start  enrich (customer_join)",
         "pipeline: FAILED enrich: EnrichmentError: order 1002 refers to unknown customer 'c-9'",
-    ]
+    ], done.stderr
 
 
 def test_successful_run_writes_only_in_always_mode(tmp_path: Path) -> None:
