@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -17,6 +18,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
 from tracekit.schema import SCHEMA_FILE, load_schema, schema_path, validate_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,3 +120,48 @@ def test_installed_wheel_finds_and_uses_its_own_schema(wheel: Path, tmp_path: Pa
         done = subprocess.run([sys.executable, "-m", "tracekit", "validate", str(path)], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == code, done.stdout + done.stderr
+
+
+# --- whatever the recorder writes or snapshots conforms ---------------------------------------
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mode", ["on", "always"])
+@pytest.mark.parametrize("ending", ["success", "failure", "cancelled", "flush_success_inside"])
+def test_recorder_output_is_always_valid(tmp_path: Path, mode: str, ending: str) -> None:
+    out = tmp_path / "trace.json"
+    recorder = TraceRecorder(TraceConfig.create(mode=mode, out=out, git_sha="not-a-hex-sha"),
+                             TraceContext("etl@1", "nightly", "3"))
+    seen: list[Any] = []
+
+    def check(doc: Any) -> None:
+        seen.append(doc)
+        assert validate_document(doc) == [], doc
+
+    with contextlib.suppress(_Boom, KeyboardInterrupt), recorder.run():
+        event = NodeEvent("a", "comp", "op", {"x": 1})
+        recorder.on_node_start(event)
+        check(recorder.snapshot())
+        recorder.on_node_end(event, {"y": 2})
+        if ending == "flush_success_inside":
+            recorder.flush_success()  # in on mode: nothing written yet, so nothing written now
+            check(recorder.snapshot())  # still, a final outcome has finished_at
+        else:
+            recorder.flush_buffer()
+            check(_load(out))
+        if ending == "failure":
+            raise _Boom("boom")
+        elif ending == "cancelled":
+            raise KeyboardInterrupt
+    if out.exists():
+        check(_load(out))
+    final = seen[-1]["run"]
+    assert final["outcome"] == {"flush_success_inside": "success"}.get(ending, ending)
+    assert "finished_at" in final
+
+
+def _load(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())

@@ -558,6 +558,7 @@ class TraceRecorder:
         if error is not None:
             self._attach_final_error(error, outcome)
         run.outcome = outcome
+        run.finished_ns = time.time_ns()  # even unwritten: a final outcome always has finished_at
         write = (
             self.config.mode is TraceMode.ALWAYS
             or outcome == "failure"
@@ -565,7 +566,6 @@ class TraceRecorder:
         )
         path = None
         if write:
-            run.finished_ns = time.time_ns()
             path = self._write(outcome, final=True, raise_errors=True)
         self._after_implicit_final()
         return path
