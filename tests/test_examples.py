@@ -11,6 +11,7 @@ from typing import Any
 
 import blake3
 import orjson
+import pytest
 
 from tracekit.schema import validate_document
 
@@ -34,19 +35,31 @@ def _blake3(value: Any) -> str:
 
 
 def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # The developer's own TRACEKIT_* settings never reach the example (module fixtures run
+    # before conftest's per-test isolation).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
     return subprocess.run(
         [sys.executable, str(PIPELINE), *args],
-        cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd, env=clean | env, capture_output=True, text=True, timeout=120, check=False,
     )
 
 
-def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(tmp_path: Path) -> None:
-    done = _run(tmp_path)
+@pytest.fixture(scope="module")
+def failed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One default run (it fails on purpose), shared by the tests that only read its results."""
+    cwd = tmp_path_factory.mktemp("failed")
+    return cwd, _run(cwd)
+
+
+def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(
+    failed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    cwd, done = failed
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "pipeline failed: node 'enrich' failed: order 1002 refers to unknown customer 'c-9'" in done.stderr
     assert "(trace: trace.json)" in done.stderr
-    trace = orjson.loads((tmp_path / "trace.json").read_bytes())
+    trace = orjson.loads((cwd / "trace.json").read_bytes())
     assert validate_document(trace) == []
     assert trace["run"]["outcome"] == "failure"
     assert trace["runner_version"] == "pipeline.py 1.0" and trace["flow"]["id"] == "orders_daily"
@@ -70,8 +83,8 @@ def test_failing_pipeline_exits_non_zero_and_leaves_a_valid_trace(tmp_path: Path
     assert extract["output_hash"]["value"] == _blake3(example.ORDERS)
 
 
-def test_second_observer_sees_every_event(tmp_path: Path) -> None:
-    done = _run(tmp_path)
+def test_second_observer_sees_every_event(failed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    _, done = failed
     lines = [line for line in done.stderr.splitlines() if line.startswith("pipeline: ")]
     assert lines == [
         "pipeline: start  extract (orders_reader)",
@@ -109,12 +122,12 @@ def test_off_mode_writes_nothing_and_still_fails(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_quick_start_validate(tmp_path: Path) -> None:
+def test_quick_start_validate(failed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     """The README's quick start: run the pipeline, then `tracekit validate trace.json`."""
-    assert _run(tmp_path).returncode == 1
+    cwd, _ = failed
     done = subprocess.run(
         [sys.executable, "-m", "tracekit", "validate", "trace.json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "trace.json" in done.stdout and "ok" in done.stdout
