@@ -17,7 +17,7 @@ import orjson
 import pytest
 from celery import Celery, chain
 from celery.contrib.testing.worker import start_worker
-from celery.exceptions import TaskRevokedError
+from celery.exceptions import Ignore, TaskRevokedError
 
 from tracekit import ConfigError, TraceContext, TraceRecorder
 from tracekit.adapters.celery import CeleryInstrumentation, instrument
@@ -63,6 +63,12 @@ def flaky(self: Any, n: int) -> int:
 def boom(*args: Any, **kwargs: Any) -> None:
     _received("boom", args, kwargs)
     raise ValueError("bad input")
+
+
+@APP.task
+def skipper(reason: str) -> None:
+    _received("skipper", (reason,), {})
+    raise Ignore(reason)
 
 
 @OTHER.task
@@ -204,6 +210,21 @@ class TestOnASoloWorker:
         assert ids.index(expired.id) < ids.index(failing.id)
         assert by_id[failing.id]["status"] == "failed"
         assert by_id[failing.id]["input_hash"] == hash_value(RECEIVED["boom"][0])
+
+    def test_ignored_task_ends_cancelled_without_a_trace(
+        self, solo_worker: Any, instrumented: Callable[..., CeleryInstrumentation], tmp_path: Path
+    ) -> None:
+        out = tmp_path / "trace.json"
+        handle = instrumented(APP, out=out)
+        ignored = skipper.delay("duplicate")  # an ignored task stores no result to wait on
+        _settle()
+
+        assert RECEIVED["skipper"] == [{"args": ["duplicate"], "kwargs": {}}]
+        step = next(s for s in handle.recorder.snapshot()["steps"] if s["step_id"] == ignored.id)
+        assert step["status"] == "cancelled"
+        assert step["error"]["details"]["type"] == "celery.exceptions.Ignore"
+        assert step["input_hash"] == hash_value(RECEIVED["skipper"][0])
+        assert not out.exists()
 
     def test_disconnect_stops_recording(
         self, solo_worker: Any, instrumented: Callable[..., CeleryInstrumentation]

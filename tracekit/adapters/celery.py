@@ -164,8 +164,7 @@ class CeleryInstrumentation:
     @property
     def recorder(self) -> TraceRecorder:
         """This process's recorder, made on first use; a process forked from it makes its own."""
-        if os.getpid() != self._pid:
-            self._fresh_process_state()
+        # No getpid() here: it is a system call per signal; forks are caught by register_at_fork.
         rec = self._recorder
         if rec is not None:
             return rec
