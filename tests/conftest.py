@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # Celery's worker and other libraries reconfigure logging (disabling existing loggers,
+    # raising levels); each test starts with the tracekit logger as a user's program has it.
+    log = logging.getLogger("tracekit")
+    monkeypatch.setattr(log, "disabled", False)
+    monkeypatch.setattr(log, "propagate", True)
+    monkeypatch.setattr(log, "level", logging.NOTSET)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "disabled", False)
+    monkeypatch.setattr(root, "level", logging.WARNING)  # Python's default; Celery raises it
     yield
 
 
