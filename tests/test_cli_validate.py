@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -212,3 +213,36 @@ def test_color_on_a_terminal_plain_when_piped_or_no_color(tmp_path: Path) -> Non
     assert "\x1b[" not in invoke("validate", str(path), color=True, env={"NO_COLOR": "1"}).stdout
     proc = run_exe("validate", str(path), cwd=tmp_path)
     assert proc.stdout == f"{path}: ok\n"
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """More than 20 files and stderr on a terminal (a pty here): a progress bar; piped: none."""
+    import pty
+    import subprocess
+
+    from _cli_support import exe
+
+    src = success_trace(tmp_path / "one.json").read_bytes()
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(21):
+        (d / f"t{i:02}.json").write_bytes(src)
+    master, slave = pty.openpty()
+    try:
+        # Read while it runs, so a full pty buffer can never block the child.
+        proc = subprocess.Popen([exe(), "validate", "-q", str(d)], stdout=subprocess.DEVNULL, stderr=slave,
+                                cwd=tmp_path)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the writer side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert b"validating  [" in seen and b"100%" in seen
