@@ -141,7 +141,7 @@ def _assert_failed_once(rec: TraceRecorder, caplog: pytest.LogCaptureFixture, er
     assert isinstance(rec.last_flush_error, OSError)
     assert rec.last_flush_error.errno == err
     warnings = _write_warnings(caplog)
-    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    assert len(warnings) == 1, [(r.name, r.levelno, r.getMessage()[:150]) for r in caplog.records]
     assert f"[Errno {err}]" in warnings[0].getMessage()
     assert rec.misuse.get("internal_error", 0) == 0
 
