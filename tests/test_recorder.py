@@ -409,3 +409,22 @@ def test_composite_observer_isolates_failures(context: TraceContext) -> None:
         fan.on_node_end(e, 1)
     assert fan.failures == 3
     assert load()["steps"][0]["status"] == "completed"
+
+
+def test_a_runner_wrapping_a_node_error_is_not_a_second_failure(context: TraceContext) -> None:
+    class PipelineError(Exception):
+        pass
+
+    rec = make(context)
+    with pytest.raises(PipelineError), rec.run():
+        e = ev("enrich", {"id": 1})
+        rec.on_node_start(e)
+        try:
+            raise KeyError("customer")
+        except KeyError as err:
+            rec.on_node_error(e, err)
+            raise PipelineError("node enrich failed") from err
+    doc = load()
+    assert doc["errors"] == []
+    assert doc["steps"][0]["error"]["details"]["type"] == "KeyError"
+    assert doc["run"]["outcome"] == "failure"

@@ -570,8 +570,21 @@ class TraceRecorder:
         self._after_implicit_final()
         return path
 
+    def _already_recorded(self, error: BaseException) -> bool:
+        """True if ``error``, or an error it wraps (cause/context), is already in this run."""
+        seen: set[int] = set()
+        current: BaseException | None = error
+        while current is not None and id(current) not in seen and len(seen) < _errors.MAX_CHAIN:
+            if id(current) in self._error_ids:
+                return True
+            seen.add(id(current))
+            current = current.__cause__ or current.__context__
+        return False
+
     def _attach_final_error(self, error: BaseException, outcome: str) -> None:
-        if id(error) in self._error_ids:
+        # A runner that wraps a node's failure (raise PipelineError(...) from err) is not a
+        # second failure: the node's step already holds the whole chain.
+        if self._already_recorded(error):
             return
         cancelled = outcome == "cancelled"
         in_flight = [s for bucket in list(self._open.values()) for s in list(bucket)]
