@@ -40,6 +40,7 @@ __all__ = [
     "OTelObserver",
     "SpanError",
     "TracekitSpanProcessor",
+    "span_error",
 ]
 
 _log = logging.getLogger("tracekit")
@@ -108,7 +109,7 @@ def _error_class(type_name: str) -> type[SpanError]:
                 richer = type(name, (SpanError, builtin), namespace)
                 richer("probe")  # constructors that need more than a message are not used
                 made = richer
-            except TypeError:  # layout or constructor conflict (OSError, UnicodeDecodeError)
+            except TypeError:  # a layout conflict, or a constructor needing more (UnicodeDecodeError)
                 pass
         _classes[type_name] = made
         return made
