@@ -12,7 +12,7 @@ import pytest
 
 from tracekit import TraceConfig, TraceContext, TraceRecorder
 from tracekit import recorder as recorder_module
-from tracekit.hashing import digest as REAL_DIGEST
+from tracekit.hashing import hash_source as REAL_HASH_SOURCE
 from tracekit.hashing import hash_value
 from tracekit.schema import validate_document
 
@@ -289,7 +289,7 @@ def test_a_fault_hashing_the_output_still_ends_the_step(
     rec = make(context)
     with rec.step("a"):
         pass
-    monkeypatch.setattr(recorder_module, "digest", _raise_once(REAL_DIGEST))
+    monkeypatch.setattr(recorder_module, "hash_source", _raise_once(REAL_HASH_SOURCE))
 
     @rec.step("b")
     def b() -> int:
@@ -298,7 +298,7 @@ def test_a_fault_hashing_the_output_still_ends_the_step(
     # The fault hits hashing the input of b (setup): the body still runs and the step is recorded.
     assert b() == 7
     with rec.step("c", payload=1) as step:  # this time the input hashes; the output does not
-        monkeypatch.setattr(recorder_module, "digest", _raise_once(REAL_DIGEST))
+        monkeypatch.setattr(recorder_module, "hash_source", _raise_once(REAL_HASH_SOURCE))
         step.set_output(2)
     recorded = steps(rec)
     assert [(s["node_id"], s["status"]) for s in recorded] == [("a", "completed"), ("b", "completed"),

@@ -49,13 +49,17 @@ import orjson
 from blake3 import blake3
 
 __all__ = [
+    "DEFER_LIMIT",
     "HASH_ALGORITHM",
     "NAN_SCAN_LIMIT",
+    "Digest",
     "canonical_json",
     "digest",
     "hash_hex",
     "hash_object",
+    "hash_source",
     "hash_value",
+    "resolve_digest",
 ]
 
 HASH_ALGORITHM: Final = "blake3"
@@ -115,11 +119,14 @@ def canonical_json(value: Any) -> bytes:
     return data
 
 
-def digest(value: Any) -> bytes:
-    """The raw 32-byte blake3 digest of ``canonical_json(value)``; never raises.
+def hash_source(value: Any) -> bytes:
+    """What the recorder keeps at callback time to hash ``value``; never raises.
 
-    This is the recorder's hot path, so it inlines ``canonical_json`` and reuses a per-thread
-    hasher for small inputs (blake3's constructor is ~40% of hashing 100 bytes).
+    The value is serialized now (it may change after the callback), but for small values the
+    blake3 itself waits for :func:`resolve_digest` at flush time: most steps of a healthy run
+    leave the ring buffer unwritten, so their hash is never needed. Values whose canonical
+    JSON exceeds :data:`DEFER_LIMIT` are hashed at once (a :class:`Digest`), so the ring never
+    holds large copies.
     """
     try:
         data = _dumps(value, option=_SORT)
@@ -129,9 +136,37 @@ def digest(value: Any) -> bytes:
         # bytes.find is ~2x cheaper than the `in` operator on short data.
         if len(data) <= NAN_SCAN_LIMIT and data.find(b"null") != -1 and _needs_slow_look(value):
             data = _slow_canonical(value)
-    if len(data) > _REUSE_LIMIT:
-        big: bytes = blake3(data).digest()
-        return big
+    if len(data) <= DEFER_LIMIT:
+        return data
+    return Digest(blake3(data).digest())
+
+
+def resolve_digest(source: bytes) -> bytes:
+    """The 32-byte blake3 digest for a :func:`hash_source` result."""
+    if type(source) is Digest:
+        return source
+    return _small_digest(source)
+
+
+def digest(value: Any) -> bytes:
+    """The raw 32-byte blake3 digest of ``canonical_json(value)``; never raises."""
+    return resolve_digest(hash_source(value))
+
+
+class Digest(bytes):
+    """A finished 32-byte blake3 digest, as opposed to canonical JSON still to be hashed."""
+
+    __slots__ = ()
+
+
+#: Canonical JSON up to this size is kept and hashed at flush time (see :func:`hash_source`).
+DEFER_LIMIT: Final = 1024
+
+_local = threading.local()
+
+
+def _small_digest(data: bytes) -> bytes:
+    # A per-thread hasher: blake3's constructor is ~40% of hashing 100 bytes.
     try:
         hasher = _local.hasher
     except AttributeError:
@@ -140,11 +175,6 @@ def digest(value: Any) -> bytes:
     hasher.update(data)
     out: bytes = hasher.digest()
     return out
-
-
-_local = threading.local()
-#: Inputs up to this size reuse a per-thread hasher; larger ones get their own.
-_REUSE_LIMIT: Final = 16 * 1024
 
 
 def hash_hex(value: Any) -> str:

@@ -11,7 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from tracekit.hashing import hash_object
+from tracekit.hashing import hash_object, resolve_digest
 from tracekit.observer import ValidationIssue
 from tracekit.redact import Capture
 
@@ -63,15 +63,15 @@ class Step:
         "end_ns",
         "error",
         "given_id",
-        "input_digest",
+        "input_src",
         "issues",
         "node_id",
         "operation",
-        "output_digest",
+        "output_src",
         "parent_step_id",
         "seq",
         "start_ns",
-        "state_delta_digest",
+        "state_delta_src",
         "status",
     )
 
@@ -85,7 +85,7 @@ class Step:
         parent_step_id: str | None,
         attempt: int,
         start_ns: int,
-        input_digest: bytes,
+        input_src: bytes,
         capture: Capture | None,
         ctx_key: Any,
     ) -> None:
@@ -97,13 +97,13 @@ class Step:
         self.parent_step_id = parent_step_id
         self.attempt = attempt
         self.start_ns = start_ns
-        self.input_digest = input_digest
+        self.input_src = input_src  # see tracekit.hashing.hash_source
         self.capture = capture
         self.ctx_key = ctx_key
         self.end_ns = 0
         self.status: Status = "in_flight"
-        self.output_digest: bytes | None = None
-        self.state_delta_digest: bytes | None = None
+        self.output_src: bytes | None = None
+        self.state_delta_src: bytes | None = None
         self.issues: list[ValidationIssue] | None = None
         self.error: dict[str, Any] | None = None
 
@@ -126,12 +126,12 @@ class Step:
             "started_at": rfc3339(wall_anchor_ns + (self.start_ns - perf_anchor_ns)),
             "duration_ns": duration_ns,
             "duration_ms": duration_ns // 1_000_000,
-            "input_hash": hash_object(self.input_digest),
+            "input_hash": hash_object(resolve_digest(self.input_src)),
         }
-        if self.output_digest is not None:
-            out["output_hash"] = hash_object(self.output_digest)
-        if self.state_delta_digest is not None:
-            out["state_delta_hash"] = hash_object(self.state_delta_digest)
+        if self.output_src is not None:
+            out["output_hash"] = hash_object(resolve_digest(self.output_src))
+        if self.state_delta_src is not None:
+            out["state_delta_hash"] = hash_object(resolve_digest(self.state_delta_src))
         if self.capture is not None:
             out["invocation_json"] = {
                 "component_id": self.component_id,

@@ -30,7 +30,7 @@ from tracekit._context import get_running_loop as _get_running_loop
 from tracekit._version import __version__
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
-from tracekit.hashing import digest
+from tracekit.hashing import hash_source, resolve_digest
 from tracekit.model import TRACE_VERSION, RunInfo, Step, TraceContext, rfc3339
 from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.redact import capture_payload
@@ -326,13 +326,13 @@ class TraceRecorder:
         if not well_typed:  # checked inline: a call to _checked would cost more than the test
             event = self._checked(event)
         payload = event.payload
-        input_digest = digest(payload)
+        input_src = hash_source(payload)
         capture = None
         if self._capture:
             cfg = self.config
             capture = capture_payload(
                 payload,
-                input_digest=input_digest,
+                input_digest=resolve_digest(input_src),
                 max_bytes=cfg.max_capture_bytes,
                 extra_keys=cfg.redact_keys,
                 redactor=cfg.redactor,
@@ -349,7 +349,7 @@ class TraceRecorder:
             parent,
             event.attempt,
             _perf_ns(),
-            input_digest,
+            input_src,
             capture,
             ctx,
         )
@@ -408,7 +408,7 @@ class TraceRecorder:
     ) -> None:
         step.end_ns = _perf_ns()
         if output is not _MISSING:
-            step.output_digest = digest(output)
+            step.output_src = hash_source(output)
         if error is not None:
             step.error = error
         step.status = status
