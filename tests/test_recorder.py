@@ -428,3 +428,21 @@ def test_a_runner_wrapping_a_node_error_is_not_a_second_failure(context: TraceCo
     assert doc["errors"] == []
     assert doc["steps"][0]["error"]["details"]["type"] == "KeyError"
     assert doc["run"]["outcome"] == "failure"
+
+
+def test_steps_never_ended_are_bounded(context: TraceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracekit.recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "MAX_IN_FLIGHT", 50)
+    rec = make(context, mode="always")
+    for i in range(200):
+        rec.on_node_start(ev(f"killed-{i}"))
+    assert len(rec.in_flight()) <= 50
+    assert rec.misuse["in_flight_dropped"] >= 150
+    newest = {s.node_id for s in rec.in_flight()}
+    assert "killed-199" in newest and "killed-0" not in newest
+    e = ev("alive")
+    rec.on_node_start(e)
+    rec.on_node_end(e, 1)
+    assert rec.flush_success() is not None
+    assert load()["steps"][0]["node_id"] == "alive"

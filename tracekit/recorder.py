@@ -45,11 +45,13 @@ from tracekit.sink import (
 if TYPE_CHECKING:
     from tracekit.instrument import StepScope
 
-__all__ = ["RECORDER_NAME", "TraceRecorder"]
+__all__ = ["MAX_IN_FLIGHT", "RECORDER_NAME", "TraceRecorder"]
 
 _log = logging.getLogger("tracekit")
 
 RECORDER_NAME: Final = "tracekit"
+#: Steps started and never ended are kept up to this many; then the oldest are dropped.
+MAX_IN_FLIGHT: Final = 10_000
 _MISSING: Final[Any] = object()
 _perf_ns = time.perf_counter_ns
 _HOST: Final = socket.gethostname()
@@ -374,11 +376,30 @@ class TraceRecorder:
         bucket = self._open.get(key)
         if bucket is None:
             self._open[key] = [step]
+            if len(self._open) > MAX_IN_FLIGHT:
+                self._drop_oldest_in_flight()
         else:
             if event.step_id is not None:
                 self._misused("duplicate_step_id", event)
             bucket.append(step)
         return step
+
+    def _drop_oldest_in_flight(self) -> None:
+        """Bound memory when a runner starts steps it never ends (a worker whose tasks are killed).
+
+        The oldest tenth of the table goes at once, so the O(n) scan is paid once per
+        ``MAX_IN_FLIGHT // 10`` starts; each dropped step is counted as a misuse.
+        """
+        buckets = sorted(list(self._open.items()), key=lambda kv: kv[1][0].seq if kv[1] else 0)
+        for key, bucket in buckets[: max(1, MAX_IN_FLIGHT // 10)]:
+            if self._open.pop(key, None) is not None:
+                count = self.misuse.get("in_flight_dropped", 0) + len(bucket)
+                self.misuse["in_flight_dropped"] = count
+        _log.warning(
+            "tracekit: more than %d steps in flight; the oldest were dropped (runner never ended "
+            "them?); counted in recorder.misuse['in_flight_dropped']",
+            MAX_IN_FLIGHT,
+        )
 
     def _key(self, event: NodeEvent) -> Any:
         return event.step_id if event.step_id is not None else (execution_key(), event.node_id)
