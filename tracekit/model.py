@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from tracekit.hashing import hash_object, resolve_digest
-from tracekit.observer import ValidationIssue
+from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.redact import Capture
 
 __all__ = [
@@ -78,24 +78,22 @@ class Step:
     def __init__(
         self,
         seq: int,
-        node_id: str,
-        component_id: str,
-        operation: str,
-        given_id: str | None,
+        event: NodeEvent,
         parent_step_id: str | None,
-        attempt: int,
         start_ns: int,
         input_src: bytes,
         capture: Capture | None,
         ctx_key: Any,
     ) -> None:
+        # The event's fields are copied, never the event: it holds the payload, which the
+        # ring buffer must not keep alive.
         self.seq = seq
-        self.node_id = node_id
-        self.component_id = component_id
-        self.operation = operation
-        self.given_id = given_id
+        self.node_id = event.node_id
+        self.component_id = event.component_id
+        self.operation = event.operation
+        self.given_id = event.step_id
         self.parent_step_id = parent_step_id
-        self.attempt = attempt
+        self.attempt = event.attempt
         self.start_ns = start_ns
         self.input_src = input_src  # see tracekit.hashing.hash_source
         self.capture = capture

@@ -353,19 +353,7 @@ class TraceRecorder:
         parent = event.parent_step_id
         if parent is None:
             parent = CURRENT_STEP_ID.get()
-        return Step(
-            next(self._seq),
-            event.node_id,
-            event.component_id,
-            event.operation,
-            event.step_id,
-            parent,
-            event.attempt,
-            _perf_ns(),
-            input_src,
-            capture,
-            ctx,
-        )
+        return Step(next(self._seq), event, parent, _perf_ns(), input_src, capture, ctx)
 
     def _start(self, event: NodeEvent) -> Step:
         loop = _get_running_loop()
