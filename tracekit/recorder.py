@@ -488,6 +488,15 @@ class TraceRecorder:
 
     # --- error events -------------------------------------------------------------------------
 
+    def _keep_error_event(self, event: ErrorEvent) -> None:
+        """Add ``event`` to the run's ``errors[]`` (capped, dropped ones counted) and publish it."""
+        with self._lock:
+            if len(self._flow_errors) < self.config.max_errors:
+                self._flow_errors.append(event)
+            else:
+                self._errors_dropped += 1
+        self.errors.publish(event)
+
     def emit_error(
         self,
         scope: Scope = "runner",
@@ -532,12 +541,7 @@ class TraceRecorder:
                 context=_capped_context(json_context(context), self.config.max_capture_bytes),
                 error=record,
             )
-            with self._lock:
-                if len(self._flow_errors) < self.config.max_errors:
-                    self._flow_errors.append(event)
-                else:
-                    self._errors_dropped += 1
-            self.errors.publish(event)
+            self._keep_error_event(event)
             self._node_failed()
             return event
         except Exception:
@@ -631,12 +635,7 @@ class TraceRecorder:
             message=record["message"],
             error=record,
         )
-        with self._lock:
-            if len(self._flow_errors) < self.config.max_errors:
-                self._flow_errors.append(event)
-            else:
-                self._errors_dropped += 1
-        self.errors.publish(event)
+        self._keep_error_event(event)
 
     def snapshot(self, outcome: str | None = None) -> dict[str, Any]:
         """The envelope as it would be written now (a dict; JSON-ready but for captured payloads)."""
@@ -816,12 +815,7 @@ class TraceRecorder:
             step_id=None if step is None else step.step_id,
             error=record,
         )
-        with self._lock:
-            if len(self._flow_errors) < self.config.max_errors:
-                self._flow_errors.append(event)
-            else:
-                self._errors_dropped += 1
-        self.errors.publish(event)
+        self._keep_error_event(event)
 
     def in_flight(self) -> list[Step]:
         return sorted((s for b in list(self._open.values()) for s in list(b)), key=lambda s: s.seq)
