@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
+from _support import load, make
 
-from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, errors, register_control_flow
-from tracekit.schema import validate_document
+from tracekit import NodeEvent, TraceContext, errors, register_control_flow
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +19,6 @@ def _clean_control_flow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
-
-
-def load(path: str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 def test_task_cancel_ends_an_in_flight_async_step_cancelled(context: TraceContext) -> None:

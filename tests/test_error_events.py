@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from _support import load, make
 
-from tracekit import ErrorChannel, ErrorEvent, TraceConfig, TraceContext, TraceRecorder
+from tracekit import ErrorChannel, ErrorEvent, TraceContext
 from tracekit.schema import validate_document
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
-
-
-def load(path: str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 class Opaque:

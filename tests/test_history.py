@@ -7,25 +7,18 @@ import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
+from _support import load
 
 from tracekit import NodeEvent, TraceContext, TraceRecorder
 from tracekit import recorder as recorder_module
-from tracekit.schema import validate_document
 from tracekit.sink import history_stem
 
 NAME = re.compile(r"^(\d{8}-\d{6})-nightly(-\d+)?\.json$")
 SECOND_NS = 1_000_000_000
 FIXED_NS = 1_795_478_400 * SECOND_NS  # 2026-11-24T00:00:00Z
 
-
-def load(path: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(path.read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 def files(directory: Path) -> list[str]:

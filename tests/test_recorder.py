@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from _support import load, make
 
 from tracekit import (
     CompositeObserver,
@@ -21,21 +21,11 @@ from tracekit import (
     ValidationIssue,
 )
 from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
-
-
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
 
 
 def ev(node: str, payload: Any = None, **kw: Any) -> NodeEvent:
     return NodeEvent(node_id=node, component_id=f"comp.{node}", operation="run", payload=payload, **kw)
 
-
-def load(path: Path | str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == [], validate_document(doc)
-    return doc
 
 
 def ok(rec: TraceRecorder, node: str, payload: Any = None, output: Any = None) -> None:

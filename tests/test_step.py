@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from _support import load, make
 
-from tracekit import TraceConfig, TraceContext, TraceRecorder
+from tracekit import TraceContext, TraceRecorder
 from tracekit import recorder as recorder_module
 from tracekit.hashing import hash_source as REAL_HASH_SOURCE
 from tracekit.hashing import hash_value
 from tracekit.schema import validate_document
-
-
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
 
 
 def steps(rec: TraceRecorder) -> list[dict[str, Any]]:
@@ -27,11 +23,6 @@ def steps(rec: TraceRecorder) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = doc["steps"]
     return result
 
-
-def load(path: str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 def test_context_manager_records_input_and_output(context: TraceContext) -> None:
