@@ -436,3 +436,23 @@ def test_steps_never_ended_are_bounded(context: TraceContext, monkeypatch: pytes
     rec.on_node_end(e, 1)
     assert rec.flush_success() is not None
     assert load()["steps"][0]["node_id"] == "alive"
+
+
+def test_tick_counter_counts_every_tick_across_threads() -> None:
+    from tracekit._counter import TickCounter
+
+    counter = TickCounter()
+    assert counter.value() == 0
+
+    def bump() -> None:
+        for _ in range(10_000):
+            counter.tick()
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert counter.value() <= 80_000  # reads in between never disturb the count
+    for t in threads:
+        t.join()
+    assert counter.value() == 80_000
+    assert counter.value() == 80_000

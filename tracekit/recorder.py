@@ -27,6 +27,7 @@ from tracekit._context import CURRENT_STEP_ID, execution_key
 from tracekit._context import current_task as _current_task
 from tracekit._context import get_ident as _get_ident
 from tracekit._context import get_running_loop as _get_running_loop
+from tracekit._counter import TickCounter
 from tracekit._version import __version__
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
@@ -99,10 +100,10 @@ class TraceRecorder:
         #: Misuses tolerated (end without start, unknown step, ...), by kind.
         self.misuse: dict[str, int] = {}
         self._ring: deque[Step] = deque(maxlen=config.buffer)
-        self._finished = 0
+        self._finished = TickCounter()
         self._open: dict[Any, list[Step]] = {}
         self._seq = itertools.count(1)
-        self._lock = threading.Lock()  # ring + counters
+        self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
         self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
         self._flow_errors: list[ErrorEvent] = []
         self._errors_dropped = 0
@@ -168,7 +169,7 @@ class TraceRecorder:
     def _reset(self, explicit: bool) -> None:
         with self._lock:
             self._ring.clear()
-            self._finished = 0
+            self._finished = TickCounter()
             self._flow_errors = []
             self._errors_dropped = 0
             self._error_ids = set()
@@ -219,13 +220,8 @@ class TraceRecorder:
             step.output_src = hash_source(output)
             step.status = "completed"
             step.ctx_key = None
-            lock = self._lock
-            lock.acquire()
-            try:
-                self._ring.append(step)
-                self._finished += 1
-            finally:
-                lock.release()
+            self._ring.append(step)  # atomic; no lock on the hot path
+            self._finished.tick()
         except Exception:
             self._internal_error("on_node_end")
 
@@ -433,13 +429,8 @@ class TraceRecorder:
             step.error = error
         step.status = status
         step.ctx_key = None  # do not keep tasks alive from the ring
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._ring.append(step)
-            self._finished += 1
-        finally:
-            lock.release()
+        self._ring.append(step)
+        self._finished.tick()
 
     def fail_step(self, step: Step, error: BaseException, phase: str | None = "execution") -> None:
         """End ``step`` as failed (or cancelled, for control-flow errors) with ``error``."""
@@ -642,7 +633,8 @@ class TraceRecorder:
         run = self._run
         with self._lock:
             finished = list(self._ring)
-            dropped = self._finished - len(finished)
+            # A step between its append and its tick is counted as kept, not dropped.
+            dropped = max(0, self._finished.value() - len(finished))
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
         in_flight = sorted(
@@ -796,9 +788,8 @@ class TraceRecorder:
                     step.error = _errors.error_record(
                         error, phase="execution", max_chars=self.config.max_detail_chars
                     )
-            with self._lock:
-                self._ring.append(step)
-                self._finished += 1
+            self._ring.append(step)
+            self._finished.tick()
         self._note_recorder_error(step, bookkeeping, phase)
 
     def _note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None:
