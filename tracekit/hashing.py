@@ -133,8 +133,12 @@ def hash_source(value: Any) -> bytes:
     except Exception:
         data = _slow_canonical(value)
     else:
-        # bytes.find is ~2x cheaper than the `in` operator on short data.
-        if len(data) <= NAN_SCAN_LIMIT and data.find(b"null") != -1 and _needs_slow_look(value):
+        # The common case first, in as few calls as possible: small, and no null to explain.
+        # (bytes.find is ~2x cheaper than the `in` operator on short data.)
+        size = len(data)
+        if size <= DEFER_LIMIT and data.find(b"null") == -1:
+            return data
+        if size <= NAN_SCAN_LIMIT and data.find(b"null") != -1 and _needs_slow_look(value):
             data = _slow_canonical(value)
     if len(data) <= DEFER_LIMIT:
         return data
