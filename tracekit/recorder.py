@@ -23,16 +23,17 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from tracekit import errors as _errors
+from tracekit._coerce import capped, capped_context, coerce_event, coerce_issues, text
 from tracekit._context import CURRENT_STEP_ID, execution_key
 from tracekit._context import current_task as _current_task
 from tracekit._context import get_ident as _get_ident
 from tracekit._context import get_running_loop as _get_running_loop
 from tracekit._counter import TickCounter
-from tracekit._version import __version__
+from tracekit._envelope import RECORDER_NAME, build_envelope
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
 from tracekit.hashing import hash_source, resolve_digest
-from tracekit.model import TRACE_VERSION, RunInfo, Step, TraceContext, rfc3339
+from tracekit.model import RunInfo, Step, TraceContext, rfc3339
 from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.redact import capture_payload
 from tracekit.sink import (
@@ -50,7 +51,6 @@ __all__ = ["MAX_IN_FLIGHT", "RECORDER_NAME", "TraceRecorder"]
 
 _log = logging.getLogger("tracekit")
 
-RECORDER_NAME: Final = "tracekit"
 #: Steps started and never ended are kept up to this many; then the oldest are dropped.
 MAX_IN_FLIGHT: Final = 10_000
 _MISSING: Final[Any] = object()
@@ -58,26 +58,6 @@ _perf_ns = time.perf_counter_ns
 _HOST: Final = socket.gethostname()
 #: Every recorder alive, for tracekit.crash to flush at a crash or exit.
 LIVE_RECORDERS: weakref.WeakSet[TraceRecorder] = weakref.WeakSet()
-
-
-def _text(value: Any) -> str:
-    """A string for a field the envelope types as one (a runner passed an int, bytes, ...)."""
-    if isinstance(value, str):
-        return str.__str__(value)
-    try:
-        return str(value)
-    except Exception:
-        return f"<{type(value).__qualname__}>"
-
-
-def _capped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... [truncated: {len(text)} characters in all]"
-
-
-def _capped_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
-    """An error's context, or a marker with its size when it is bigger than a captured payload."""
-    size = len(orjson.dumps(context))
-    return context if size <= limit else {"$truncated": True, "original_bytes": size}
 
 
 class TraceRecorder:
@@ -272,54 +252,20 @@ class TraceRecorder:
 
     def _issues(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> list[ValidationIssue]:
         """The issues as the envelope needs them: typed fields, messages capped."""
-        limit = self.config.max_detail_chars
-        found: list[ValidationIssue] = []
-        for item in list(issues):
-            if not isinstance(item, ValidationIssue):
-                self._misused("bad_validation_issue", event)
-                found.append(ValidationIssue("invalid_issue", _capped(_text(item), limit)))
-                continue
-            code, message, path = item.code, item.message, item.path
-            if type(code) is not str or type(message) is not str or (
-                path is not None and type(path) is not str
-            ):
-                self._misused("bad_validation_issue", event)
-            elif len(message) <= limit and len(code) <= limit:
-                found.append(item)
-                continue
-            found.append(ValidationIssue(
-                _capped(_text(code), limit),
-                _capped(_text(message), limit),
-                None if path is None else _capped(_text(path), limit),
-                item.severity,
-            ))
+        found, bad = coerce_issues(issues, self.config.max_detail_chars)
+        for _ in range(bad):
+            self._misused("bad_validation_issue", event)
         return found
 
     # --- step bookkeeping (one place builds a step) -------------------------------------------
 
     def _checked(self, event: NodeEvent) -> NodeEvent:
         """``event``, or a copy whose fields have the types the envelope needs (a misuse)."""
-        sid, pid, attempt = event.step_id, event.parent_step_id, event.attempt
-        if (
-            type(event.node_id) is str
-            and type(event.component_id) is str
-            and type(event.operation) is str
-            and (sid is None or (type(sid) is str and sid))
-            and (pid is None or type(pid) is str)
-            and type(attempt) is int
-            and attempt >= 1
-        ):
+        fixed = coerce_event(event)
+        if fixed is None:
             return event
         self._misused("bad_event_field", event)
-        return NodeEvent(
-            node_id=_text(event.node_id),
-            component_id=_text(event.component_id),
-            operation=_text(event.operation),
-            payload=event.payload,
-            step_id=None if sid is None or sid == "" else _text(sid),
-            parent_step_id=None if pid is None else _text(pid),
-            attempt=attempt if type(attempt) is int and attempt >= 1 else 1,
-        )
+        return fixed
 
     def _make_step(self, event: NodeEvent, ctx: Any) -> Step:
         sid, pid = event.step_id, event.parent_step_id
@@ -524,12 +470,12 @@ class TraceRecorder:
                 scope=scope,
                 time=rfc3339(time.time_ns()),
                 code=code or (record["code"] if record else "flow_error"),
-                message=_capped(_text(message), self.config.max_detail_chars) if message
+                message=capped(text(message), self.config.max_detail_chars) if message
                 else (record["message"] if record else "runner error"),
                 node_id=node_id,
                 step_id=step_id,
-                tags={_capped(k, limit): _capped(v, limit) for k, v in json_tags(tags).items()},
-                context=_capped_context(json_context(context), self.config.max_capture_bytes),
+                tags={capped(k, limit): capped(v, limit) for k, v in json_tags(tags).items()},
+                context=capped_context(json_context(context), self.config.max_capture_bytes),
                 error=record,
             )
             self._keep_error_event(event)
@@ -641,39 +587,19 @@ class TraceRecorder:
             (s for bucket in list(self._open.values()) for s in list(bucket)),
             key=lambda s: s.seq,
         )
-        now = _perf_ns()
-        wall, perf = run.wall_anchor_ns, run.perf_anchor_ns
-        ctx = self.context
-        envelope: dict[str, Any] = {
-            "trace_version": TRACE_VERSION,
-            "recorder": {"name": RECORDER_NAME, "version": __version__},
-        }
-        if ctx.runner_version is not None:
-            envelope["runner_version"] = ctx.runner_version
-        if self.config.git_sha:
-            envelope["git_sha"] = self.config.git_sha
-        pack: dict[str, Any] = {"pack_ref": ctx.pack_ref}
-        if ctx.resolved_digest is not None:
-            pack["resolved_digest"] = ctx.resolved_digest
-        run_json: dict[str, Any] = {
-            "id": run.id,
-            "outcome": outcome or run.outcome,
-            "started_at": rfc3339(wall),
-        }
-        if (outcome or run.outcome) != "in_progress" and run.finished_ns is not None:
-            run_json["finished_at"] = rfc3339(run.finished_ns)
-        run_json["host"] = _HOST
-        run_json["pid"] = os.getpid()
-        envelope.update(
-            pack=pack,
-            flow={"id": ctx.flow_id, "version": ctx.flow_version},
-            run=run_json,
-            buffer={"capacity": self.config.buffer, "dropped": dropped},
-            steps=[s.to_json(wall, perf, now) for s in (*finished, *in_flight)],
-            errors=[e.to_json() for e in flow_errors],
+        return build_envelope(
+            context=self.context,
+            config=self.config,
+            run=run,
+            outcome=outcome or run.outcome,
+            steps=(*finished, *in_flight),
+            dropped=dropped,
+            flow_errors=flow_errors,
             errors_dropped=errors_dropped,
+            host=_HOST,
+            pid=os.getpid(),
+            now_perf_ns=_perf_ns(),
         )
-        return envelope
 
     def _write(self, outcome: str, *, final: bool, raise_errors: bool) -> Path | None:
         if self.config.mode is TraceMode.OFF:
