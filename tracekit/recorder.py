@@ -214,7 +214,7 @@ class TraceRecorder:
             if step is None:
                 # Never lose a failure: record it as a step that started now.
                 self._misused("error_without_start", event)
-                step = self._make_step(event, execution_key())
+                step = self._start(event, register=False)
             self.fail_step(step, error, phase)
         except Exception:
             self._internal_error("on_node_error")
@@ -232,7 +232,7 @@ class TraceRecorder:
                 return
             # Validation of a node that is not running: a step of its own.
             self._misused("validation_without_start", event)
-            step = self._make_step(event, execution_key())
+            step = self._start(event, register=False)
             step.issues = found
             errors_found = [i for i in found if i.severity == "error"]
             if not errors_found:
@@ -267,8 +267,17 @@ class TraceRecorder:
         self._misused("bad_event_field", event)
         return fixed
 
-    def _make_step(self, event: NodeEvent, ctx: Any) -> Step:
-        sid, pid = event.step_id, event.parent_step_id
+    def _start(self, event: NodeEvent, *, register: bool = True) -> Step:
+        """Build the step of ``event`` (the one place a step is built) and put it in flight.
+
+        ``register=False`` is for a step that ends at once (an error or a validation of a node
+        that never started).
+        """
+        loop = _get_running_loop()
+        task = None if loop is None else _current_task(loop)
+        ctx = _get_ident() if task is None else task
+        original_key, original_node = event.step_id, event.node_id
+        sid, pid = original_key, event.parent_step_id
         well_typed = (
             type(event.node_id) is str
             and type(event.component_id) is str
@@ -295,21 +304,18 @@ class TraceRecorder:
         parent = event.parent_step_id
         if parent is None:
             parent = CURRENT_STEP_ID.get()
-        return Step(next(self._seq), event, parent, _perf_ns(), input_src, capture, ctx)
-
-    def _start(self, event: NodeEvent) -> Step:
-        loop = _get_running_loop()
-        task = None if loop is None else _current_task(loop)
-        ctx = _get_ident() if task is None else task
-        step = self._make_step(event, ctx)
-        key = event.step_id if event.step_id is not None else (ctx, event.node_id)
+        step = Step(next(self._seq), event, parent, _perf_ns(), input_src, capture, ctx)
+        if not register:
+            return step
+        # Keyed as the runner will name it at the end (the uncorrected step_id and node_id).
+        key = original_key if original_key is not None else (ctx, original_node)
         bucket = self._open.get(key)
         if bucket is None:
             self._open[key] = [step]
             if len(self._open) > MAX_IN_FLIGHT:
                 self._drop_oldest_in_flight()
         else:
-            if event.step_id is not None:
+            if original_key is not None:
                 self._misused("duplicate_step_id", event)
             bucket.append(step)
         return step
