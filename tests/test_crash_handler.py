@@ -179,3 +179,69 @@ def test_a_crash_in_history_mode_writes_exactly_one_file(tmp_path: Path) -> None
     assert proc.returncode == 1
     (path,) = (tmp_path / "history").iterdir()  # the exit hook did not write the run again
     assert load(path)["run"]["outcome"] == "failure"
+
+
+def test_sigterm_writes_the_unfinished_run_cancelled_and_still_terminates(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        import os, signal
+        install_crash_handler(signals=(signal.SIGTERM,))
+        done("extract")
+        start("load")
+        os.kill(os.getpid(), signal.SIGTERM)
+        import time; time.sleep(5)
+        print("not reached")
+    """)
+    assert proc.returncode == -15, proc.stderr
+    assert "not reached" not in proc.stdout
+    doc = load(tmp_path / "trace.json")  # on mode and no failure: written because terminated
+    assert doc["run"]["outcome"] == "cancelled"
+    extract, load_step = doc["steps"]
+    assert extract["status"] == "completed"
+    assert load_step["status"] == "in_flight"
+    assert load_step["error"]["code"] == "cancelled"
+    assert "SIGTERM" in load_step["error"]["message"]
+    assert load_step["error"]["details"]["hints"]
+
+
+def test_sigterm_is_passed_to_the_previous_handler(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        import os, signal
+        def graceful(signum, frame):
+            open("graceful", "w").write(str(signum))
+            raise SystemExit(3)
+        signal.signal(signal.SIGTERM, graceful)
+        install_crash_handler(signals=(signal.SIGTERM,))
+        start("work")
+        os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    assert proc.returncode == 3, proc.stderr
+    assert (tmp_path / "graceful").read_text() == "15"
+    assert load(tmp_path / "trace.json")["run"]["outcome"] == "cancelled"
+
+
+def test_signals_are_opt_in(tmp_path: Path) -> None:
+    proc = run_child(tmp_path, """
+        import os, signal
+        install_crash_handler()
+        start("work")
+        os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    assert proc.returncode == -15
+    assert not (tmp_path / "trace.json").exists()
+
+
+def test_uninstall_restores_the_previous_signal_handler(context: TraceContext) -> None:
+    import signal
+
+    def mine(signum: int, frame: Any) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGUSR1, mine)
+    try:
+        handle = install_crash_handler(TraceRecorder(TraceConfig.from_env({}), context),
+                                       signals=(signal.SIGUSR1,))
+        assert signal.getsignal(signal.SIGUSR1) != mine
+        handle.uninstall()
+        assert signal.getsignal(signal.SIGUSR1) == mine
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

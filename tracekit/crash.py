@@ -7,6 +7,12 @@ block still open, steps or errors recorded since the run began, or an intermedia
 written. A run that a ``run()`` block already ended is never rewritten, so a crash after it cannot
 replace a good trace with an empty one.
 
+Optionally (``signals=(signal.SIGTERM,)``) it also catches termination signals, as container
+orchestrators and process managers send them before killing a worker: each unfinished run is
+written ``cancelled`` (whatever the mode: the process is going away mid-run), then the signal is
+passed to the previous handler, or delivered again with the default action, so the process ends
+exactly as it would have. SIGKILL cannot be caught; the last trace written is what remains.
+
 Threading contract: the hooks may fire on any thread; each flush takes the recorder's own flush
 lock, and nothing here ever raises (failures are logged on the ``tracekit`` logger).
 """
@@ -15,23 +21,45 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import sys
 import threading
-from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Final
 
-from tracekit.errors import is_control_flow
+from tracekit.errors import is_control_flow, register_control_flow
 
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
 
-__all__ = ["CrashHandler", "install_crash_handler"]
+__all__ = ["CrashHandler", "TerminatedBySignal", "install_crash_handler"]
 
 _log = logging.getLogger("tracekit")
 
 #: How long a hook waits for a recorder's lock held by another thread before skipping it.
 LOCK_TIMEOUT_S: Final = 2.0
+
+#: How long a signal handler waits for a recorder's lock: the lock may be held by the very frame
+#: the signal interrupted, which cannot release it until the handler returns.
+SIGNAL_LOCK_TIMEOUT_S: Final = 0.5
+
+
+class TerminatedBySignal(BaseException):
+    """Recorded on the steps in flight when a termination signal ended the process."""
+
+    def __init__(self, signum: int) -> None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(f"the process received {name} and is terminating")
+        self.signum = signum
+        self.hints = ["The process was stopped from outside (a deploy, a scale-down, a timeout of "
+                      "the process manager): look at what sent the signal."]
+
+
+register_control_flow(TerminatedBySignal)
 
 _SysHook = Callable[[type[BaseException], BaseException, TracebackType | None], object]
 _ThreadHook = Callable[[threading.ExceptHookArgs], object]
@@ -63,12 +91,15 @@ class CrashHandler:
     ``failure`` is the first unhandled (non control-flow) exception seen, if any.
     """
 
-    def __init__(self, recorders: tuple[TraceRecorder, ...] | None) -> None:
+    def __init__(self, recorders: tuple[TraceRecorder, ...] | None, signals: Iterable[int] = ()) -> None:
         self._recorders = recorders
         self._active = True
         self.failure: BaseException | None = None
         self._prev_sys: _SysHook = sys.excepthook
         self._prev_thread: _ThreadHook = threading.excepthook
+        self._prev_signals: dict[int, Any] = {}
+        for signum in signals:  # signal.signal raises ValueError off the main thread: let it
+            self._prev_signals[signum] = signal.signal(signum, self._signal_hook)
         sys.excepthook = self._sys_hook
         threading.excepthook = self._thread_hook
         atexit.register(self._at_exit)
@@ -103,6 +134,35 @@ class CrashHandler:
             self.failure = exc
         for recorder in self._targets():
             self._flush(recorder, exc, cancelled)
+
+    def _signal_hook(self, signum: int, frame: FrameType | None) -> None:
+        if self._active:
+            exc = TerminatedBySignal(signum)
+            for recorder in self._targets():
+                self._flush_terminated(recorder, exc)
+        previous = self._prev_signals.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            # End the process as it would have ended without us: the default action.
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    def _flush_terminated(self, recorder: TraceRecorder, exc: TerminatedBySignal) -> None:
+        # The signal may have interrupted this recorder's own bookkeeping on this thread;
+        # then its lock cannot be had, and writing now would deadlock: skip it.
+        if not recorder._lock.acquire(timeout=SIGNAL_LOCK_TIMEOUT_S):
+            _log.warning("tracekit: %r was busy when %s arrived; its trace was not rewritten",
+                         recorder, exc.signum)
+            return
+        recorder._lock.release()
+        try:
+            if _pending(recorder):
+                with recorder._flush_lock:
+                    recorder._final("cancelled", exc, force=True)
+        except Exception:
+            _log.warning("tracekit: could not flush %r on signal %s", recorder, exc.signum,
+                         exc_info=True)
 
     def _at_exit(self) -> None:
         if not self._active:
@@ -140,16 +200,24 @@ class CrashHandler:
         if threading.excepthook == self._thread_hook:
             threading.excepthook = self._prev_thread
         atexit.unregister(self._at_exit)
+        for signum, previous in self._prev_signals.items():
+            try:
+                if signal.getsignal(signum) == self._signal_hook:
+                    signal.signal(signum, previous)
+            except (ValueError, OSError):  # not the main thread: leave it, it only passes on
+                pass
 
 
-def install_crash_handler(*recorders: TraceRecorder) -> CrashHandler:
+def install_crash_handler(*recorders: TraceRecorder, signals: Iterable[int] = ()) -> CrashHandler:
     """Flush recorders when the program dies of an unhandled exception or exits mid-run.
 
     ``recorders``: the recorders to flush; none given means every live recorder at the time of
     the crash. On an unhandled exception (main thread or any other) each recorder with an
     unfinished run writes its trace as a failure (``cancelled`` for an interrupt); at exit, a
     run still unfinished is written as a failure if an unhandled exception was seen, else with
-    its current state (``in_progress``). Returns a handle whose ``uninstall()`` undoes it all.
+    its current state (``in_progress``). ``signals`` (e.g. ``(signal.SIGTERM,)``; call from the
+    main thread) also writes each unfinished run ``cancelled`` when one arrives, then lets the
+    signal end the process as before. Returns a handle whose ``uninstall()`` undoes it all.
     """
     from tracekit.recorder import TraceRecorder
 
@@ -158,4 +226,4 @@ def install_crash_handler(*recorders: TraceRecorder) -> CrashHandler:
             raise TypeError(
                 f"install_crash_handler(): expected TraceRecorder instances, got {type(r).__name__}"
             )
-    return CrashHandler(tuple(recorders) if recorders else None)
+    return CrashHandler(tuple(recorders) if recorders else None, tuple(signals))

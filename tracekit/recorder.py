@@ -518,7 +518,8 @@ class TraceRecorder:
         with self._flush_lock:
             return self._write("in_progress", final=False, raise_errors=True)
 
-    def _final(self, outcome: str, error: BaseException | None) -> Path | None:
+    def _final(self, outcome: str, error: BaseException | None, *, force: bool = False) -> Path | None:
+        """End the run with ``outcome``; ``force`` writes even where the mode would not."""
         run = self._run
         if run.outcome == "failure" and outcome == "success":
             outcome = "failure"  # flush_error inside a run() block is not undone by its end
@@ -530,6 +531,7 @@ class TraceRecorder:
             self.config.mode is TraceMode.ALWAYS
             or outcome == "failure"
             or run.wrote
+            or force
         )
         path = None
         if write:
