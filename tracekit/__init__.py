@@ -7,7 +7,7 @@ when a run fails (or always, if asked).
 
 from tracekit._version import __version__
 from tracekit.config import ConfigError, TraceConfig, TraceMode
-from tracekit.crash import CrashHandler, install_crash_handler
+from tracekit.crash import CrashHandler, TerminatedBySignal, install_crash_handler
 from tracekit.errors import Traceable, register_code, register_control_flow, register_hint
 from tracekit.events import ErrorChannel, ErrorEvent
 from tracekit.hashing import canonical_json, hash_value
@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionObserver",
     "NodeEvent",
     "StepScope",
+    "TerminatedBySignal",
     "TraceConfig",
     "TraceContext",
     "TraceMode",
