@@ -55,6 +55,7 @@ _log = logging.getLogger("tracekit")
 MAX_IN_FLIGHT: Final = 10_000
 _MISSING: Final[Any] = object()
 _perf_ns = time.perf_counter_ns
+_current_step_id = CURRENT_STEP_ID.get
 _HOST: Final = socket.gethostname()
 #: Every recorder alive, for tracekit.crash to flush at a crash or exit.
 LIVE_RECORDERS: weakref.WeakSet[TraceRecorder] = weakref.WeakSet()
@@ -82,7 +83,7 @@ class TraceRecorder:
         self._ring: deque[Step] = deque(maxlen=config.buffer)
         self._finished = TickCounter()
         self._open: dict[Any, list[Step]] = {}
-        self._seq = itertools.count(1)
+        self._next_seq = itertools.count(1).__next__  # bound once: a C call per step
         self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
         self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
         self._flow_errors: list[ErrorEvent] = []
@@ -303,8 +304,8 @@ class TraceRecorder:
             )
         parent = event.parent_step_id
         if parent is None:
-            parent = CURRENT_STEP_ID.get()
-        step = Step(next(self._seq), event, parent, _perf_ns(), input_src, capture, ctx)
+            parent = _current_step_id()
+        step = Step(self._next_seq(), event, parent, _perf_ns(), input_src, capture, ctx)
         if not register:
             return step
         # Keyed as the runner will name it at the end (the uncorrected step_id and node_id).
