@@ -32,7 +32,7 @@ from tracekit._counter import TickCounter
 from tracekit._envelope import RECORDER_NAME, build_envelope
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
-from tracekit.hashing import hash_source, resolve_digest
+from tracekit.hashing import hash_source
 from tracekit.model import RunInfo, Step, TraceContext, rfc3339
 from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.redact import capture_payload
@@ -297,7 +297,7 @@ class TraceRecorder:
             cfg = self.config
             capture = capture_payload(
                 payload,
-                input_digest=resolve_digest(input_src),
+                input_src=input_src,
                 max_bytes=cfg.max_capture_bytes,
                 extra_keys=cfg.redact_keys,
                 redactor=cfg.redactor,

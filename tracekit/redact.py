@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from tracekit.hashing import canonical_json, hash_object
+from tracekit.hashing import canonical_json, hash_object, resolve_digest
 
 __all__ = [
     "DENYLIST",
@@ -113,12 +113,16 @@ class Capture:
 def capture_payload(
     payload: Any,
     *,
-    input_digest: bytes,
+    input_src: bytes,
     max_bytes: int,
     extra_keys: Iterable[str] = (),
     redactor: Callable[[Any], Any] | None = None,
 ) -> Capture:
-    """Redact ``payload`` and serialize it canonically; over ``max_bytes`` it becomes a marker."""
+    """Redact ``payload`` and serialize it canonically; over ``max_bytes`` it becomes a marker.
+
+    ``input_src`` is the payload's :func:`~tracekit.hashing.hash_source`; the marker of a cut
+    payload carries the original's hash, so its blake3 runs only then.
+    """
     try:
         safe = redact(payload, extra_keys)
         if redactor is not None:
@@ -131,7 +135,7 @@ def capture_payload(
     marker = {
         "$truncated": True,
         "original_bytes": len(data),
-        "hash": hash_object(input_digest),
+        "hash": hash_object(resolve_digest(input_src)),
         "preview": data[: min(256, max_bytes // 4)].decode("utf-8", "replace"),
     }
     return Capture(orjson.dumps(marker), True)
