@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, TypedDict
 from uuid import uuid4
 
-import orjson
 import pytest
 
 pytest.importorskip("langgraph")  # the [langchain] extra; CI installs it
 
+from _support import load, make
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
@@ -21,10 +21,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
 
-from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
+from tracekit import NodeEvent, TraceContext
 from tracekit.adapters.langchain import COMPONENT_GRAPH, COMPONENT_NODE, TracekitCallbackHandler
 from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
 
 
 class State(TypedDict):
@@ -36,14 +35,6 @@ class PriceMissing(KeyError):
     """The third node's failure: a domain error with a cause."""
 
 
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
-
-
-def load(path: Path | str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 def by_node(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

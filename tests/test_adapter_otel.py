@@ -8,35 +8,26 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")  # the [otel] extra; CI installs it
 
+from _support import load, make
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, format_span_id
 
-from tracekit import CompositeObserver, NodeEvent, TraceConfig, TraceContext, TraceRecorder, ValidationIssue
+from tracekit import CompositeObserver, NodeEvent, TraceContext, ValidationIssue
 from tracekit.adapters.otel import OTelObserver, TracekitSpanProcessor
 from tracekit.hashing import hash_hex, hash_value
-from tracekit.schema import validate_document
 
 
 class QuoteUnavailable(RuntimeError):
     """The innermost span's failure."""
 
 
-def make(context: TraceContext, **overrides: Any) -> TraceRecorder:
-    return TraceRecorder(TraceConfig.from_env({}, **overrides), context)
-
-
-def load(path: Path | str = "trace.json") -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(Path(path).read_bytes())
-    assert validate_document(doc) == []
-    return doc
 
 
 def provider_with(*processors: Any) -> TracerProvider:
