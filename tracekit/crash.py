@@ -67,22 +67,7 @@ _ThreadHook = Callable[[threading.ExceptHookArgs], object]
 
 def _pending(recorder: TraceRecorder) -> bool:
     """Whether ``recorder``'s current run has anything not yet written in a final trace."""
-    if not recorder.enabled:
-        return False
-    run = recorder._run
-    if recorder._run_depth > 0 or run.wrote:
-        return True
-    if not recorder._lock.acquire(timeout=LOCK_TIMEOUT_S):
-        return True  # busy: better one trace too many than none
-    try:
-        if recorder._flow_errors:
-            return True
-        anchor = run.perf_anchor_ns
-        finished = any(s.start_ns >= anchor for s in recorder._ring)
-    finally:
-        recorder._lock.release()
-    # Steps still in flight from before this run began were reported with the previous run.
-    return finished or any(s.start_ns >= anchor for s in recorder.in_flight())
+    return recorder.enabled and recorder.has_unfinished_run(lock_timeout=LOCK_TIMEOUT_S) is True
 
 
 class CrashHandler:
@@ -151,15 +136,15 @@ class CrashHandler:
     def _flush_terminated(self, recorder: TraceRecorder, exc: TerminatedBySignal) -> None:
         # The signal may have interrupted this recorder's own bookkeeping on this thread;
         # then its lock cannot be had, and writing now would deadlock: skip it.
-        if not recorder._lock.acquire(timeout=SIGNAL_LOCK_TIMEOUT_S):
-            _log.warning("tracekit: %r was busy when %s arrived; its trace was not rewritten",
-                         recorder, exc.signum)
-            return
-        recorder._lock.release()
         try:
-            if _pending(recorder):
-                with recorder._flush_lock:
-                    recorder._final("cancelled", exc, force=True)
+            pending = recorder.enabled and recorder.has_unfinished_run(
+                lock_timeout=SIGNAL_LOCK_TIMEOUT_S, busy_means=None
+            )
+            if pending is None:
+                _log.warning("tracekit: %r was busy when %s arrived; its trace was not rewritten",
+                             recorder, exc.signum)
+            elif pending:
+                recorder.end_run_now("cancelled", exc, force=True)
         except Exception:
             _log.warning("tracekit: could not flush %r on signal %s", recorder, exc.signum,
                          exc_info=True)
@@ -175,8 +160,7 @@ class CrashHandler:
             if not _pending(recorder):
                 return
             if cancelled and exc is not None:
-                with recorder._flush_lock:
-                    recorder._final("cancelled", exc)
+                recorder.end_run_now("cancelled", exc)
             elif exc is not None:
                 recorder.flush_error(exc)
             else:

@@ -743,6 +743,36 @@ class TraceRecorder:
         )
         self._keep_error_event(event)
 
+    # --- for tracekit.crash: a dying process asks, then ends the run ---------------------------
+
+    def has_unfinished_run(self, *, lock_timeout: float, busy_means: bool | None = True) -> bool | None:
+        """Whether the current run holds anything not yet written in a final trace.
+
+        A ``run()`` block still open, a trace already written for it, or steps or errors
+        recorded since it began. When the recorder's lock cannot be had within
+        ``lock_timeout`` (it may be held by the very frame a signal interrupted), the answer
+        is ``busy_means``: True (better one trace too many than none) or None (unknown).
+        """
+        run = self._run
+        if self._run_depth > 0 or run.wrote:
+            return True
+        if not self._lock.acquire(timeout=lock_timeout):
+            return busy_means
+        try:
+            if self._flow_errors:
+                return True
+            anchor = run.perf_anchor_ns
+            finished = any(s.start_ns >= anchor for s in self._ring)
+        finally:
+            self._lock.release()
+        # Steps still in flight from before this run began were reported with the previous run.
+        return finished or any(s.start_ns >= anchor for s in self.in_flight())
+
+    def end_run_now(self, outcome: str, error: BaseException | None, *, force: bool = False) -> Path | None:
+        """End the current run with ``outcome`` and write it per the mode (or anyway, ``force``)."""
+        with self._flush_lock:
+            return self._final(outcome, error, force=force)
+
     def in_flight(self) -> list[Step]:
         return sorted((s for b in list(self._open.values()) for s in list(b)), key=lambda s: s.seq)
 
