@@ -753,13 +753,13 @@ class TraceRecorder:
         ``lock_timeout`` (it may be held by the very frame a signal interrupted), the answer
         is ``busy_means``: True (better one trace too many than none) or None (unknown).
         """
-        run = self._run
-        if self._run_depth > 0 or run.wrote:
-            return True
+        # The lock first, even when the answer is known: a caller about to flush must know
+        # the flush will not block on it.
         if not self._lock.acquire(timeout=lock_timeout):
             return busy_means
+        run = self._run
         try:
-            if self._flow_errors:
+            if self._run_depth > 0 or run.wrote or self._flow_errors:
                 return True
             anchor = run.perf_anchor_ns
             finished = any(s.start_ns >= anchor for s in self._ring)
