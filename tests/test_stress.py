@@ -70,9 +70,8 @@ class Expected:
                 self.errors[key] = error
 
 
-def _one(rec: TraceRecorder, expected: Expected, node: str, payload: dict[str, Any]) -> None:
-    ev = NodeEvent(node, "comp", "call", payload=payload)
-    rec.on_node_start(ev)
+def _end(rec: TraceRecorder, expected: Expected, ev: NodeEvent, payload: dict[str, Any]) -> None:
+    """End ``ev``'s step: every FAIL_EVERY-th fails, the others echo their payload."""
     if (payload["i"] % FAIL_EVERY) == 0:
         message = f"failed: {payload}"
         rec.on_node_error(ev, ValueError(message))
@@ -81,6 +80,12 @@ def _one(rec: TraceRecorder, expected: Expected, node: str, payload: dict[str, A
         out = {"echo": payload}
         rec.on_node_end(ev, out)
         expected.add(payload, out)
+
+
+def _one(rec: TraceRecorder, expected: Expected, node: str, payload: dict[str, Any]) -> None:
+    ev = NodeEvent(node, "comp", "call", payload=payload)
+    rec.on_node_start(ev)
+    _end(rec, expected, ev, payload)
 
 
 def _thread_worker(
@@ -107,14 +112,7 @@ async def _task(rec: TraceRecorder, expected: Expected, i: int, flushes: Flushes
         await asyncio.sleep(0)  # every other task runs in between
     if i % (HOLD_EVERY * 10) == 0:
         await asyncio.to_thread(flushes.wait_two_more)
-    if i % FAIL_EVERY == 0:
-        message = f"failed: {payload}"
-        rec.on_node_error(ev, ValueError(message))
-        expected.add(payload, error=message)
-    else:
-        out = {"echo": payload}
-        rec.on_node_end(ev, out)
-        expected.add(payload, out)
+    _end(rec, expected, ev, payload)
 
 
 def _tasks_worker(

@@ -13,16 +13,16 @@ __all__ = ["CURRENT_STEP_ID", "current_task", "execution_key", "get_ident", "get
 CURRENT_STEP_ID: ContextVar[str | None] = ContextVar("tracekit_current_step", default=None)
 
 # Bound once: the recorder's hot path inlines execution_key() with these.
-get_running_loop = _get_running_loop = asyncio._get_running_loop
-current_task = _current_task = asyncio.current_task
-get_ident = _get_ident = threading.get_ident
+get_running_loop = asyncio._get_running_loop
+current_task = asyncio.current_task
+get_ident = threading.get_ident
 
 
 def execution_key() -> Any:
     """The asyncio task running now, or the thread id: what pairs a start with its end."""
-    loop = _get_running_loop()
+    loop = get_running_loop()
     if loop is not None:
-        task = _current_task(loop)
+        task = current_task(loop)
         if task is not None:
             return task
-    return _get_ident()
+    return get_ident()

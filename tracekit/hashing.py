@@ -133,13 +133,13 @@ def hash_source(value: Any) -> bytes:
     except Exception:
         data = _slow_canonical(value)
     else:
-        # The common case first, in as few calls as possible: small, and no null to explain.
-        # (bytes.find is ~2x cheaper than the `in` operator on short data.)
+        # canonical_json inlined (a call per hash is ~3% of a node). bytes.find is ~2x cheaper
+        # than the `in` operator on short data; one search serves both branches.
         size = len(data)
-        if size <= DEFER_LIMIT and data.find(b"null") == -1:
-            return data
         if size <= NAN_SCAN_LIMIT and data.find(b"null") != -1 and _needs_slow_look(value):
             data = _slow_canonical(value)
+        elif size <= DEFER_LIMIT:
+            return data
     if len(data) <= DEFER_LIMIT:
         return data
     return Digest(blake3(data).digest())
