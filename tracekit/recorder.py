@@ -288,7 +288,8 @@ class TraceRecorder:
             and type(event.attempt) is int
             and event.attempt >= 1
         )
-        if not well_typed:  # checked inline: a call to _checked would cost more than the test
+        # The same test as _coerce.coerce_event, inline: a call would cost more than the test.
+        if not well_typed:
             event = self._checked(event)
         payload = event.payload
         input_src = hash_source(payload)
