@@ -30,6 +30,7 @@ from tracekit._context import get_ident as _get_ident
 from tracekit._context import get_running_loop as _get_running_loop
 from tracekit._counter import TickCounter
 from tracekit._envelope import RECORDER_NAME, build_envelope
+from tracekit._inflight import InFlight
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
 from tracekit.hashing import hash_source
@@ -82,7 +83,7 @@ class TraceRecorder:
         self.misuse: dict[str, int] = {}
         self._ring: deque[Step] = deque(maxlen=config.buffer)
         self._finished = TickCounter()
-        self._open: dict[Any, list[Step]] = {}
+        self._open = InFlight()
         self._next_seq = itertools.count(1).__next__  # bound once: a C call per step
         self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
         self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
@@ -189,13 +190,12 @@ class TraceRecorder:
                 loop = _get_running_loop()
                 task = None if loop is None else _current_task(loop)
                 key = (_get_ident() if task is None else task, event.node_id)
-            bucket = self._open.get(key)
-            if not bucket:
-                self._misused("end_without_start", event)
-                return
-            step = bucket.pop()
-            if not bucket:
-                self._open.pop(key, None)
+            step = self._open.pop(key, None)
+            if type(step) is not Step:
+                step = self._open.take(key, step)  # a Stack, or nothing in flight
+                if step is None:
+                    self._misused("end_without_start", event)
+                    return
             # _finish(step, "completed", output), inlined: this is the one callback every node pays.
             step.end_ns = _perf_ns()
             step.output_src = hash_source(output)
@@ -311,15 +311,13 @@ class TraceRecorder:
             return step
         # Keyed as the runner will name it at the end (the uncorrected step_id and node_id).
         key = original_key if original_key is not None else (ctx, original_node)
-        bucket = self._open.get(key)
-        if bucket is None:
-            self._open[key] = [step]
-            if len(self._open) > MAX_IN_FLIGHT:
-                self._drop_oldest_in_flight()
-        else:
+        held = self._open.setdefault(key, step)
+        if held is not step:
             if original_key is not None:
                 self._misused("duplicate_step_id", event)
-            bucket.append(step)
+            self._open.push(key, held, step)
+        elif len(self._open) > MAX_IN_FLIGHT:
+            self._drop_oldest_in_flight()
         return step
 
     def _drop_oldest_in_flight(self) -> None:
@@ -328,11 +326,8 @@ class TraceRecorder:
         The oldest tenth of the table goes at once, so the O(n) scan is paid once per
         ``MAX_IN_FLIGHT // 10`` starts; each dropped step is counted as a misuse.
         """
-        buckets = sorted(list(self._open.items()), key=lambda kv: kv[1][0].seq if kv[1] else 0)
-        for key, bucket in buckets[: max(1, MAX_IN_FLIGHT // 10)]:
-            if self._open.pop(key, None) is not None:
-                count = self.misuse.get("in_flight_dropped", 0) + len(bucket)
-                self.misuse["in_flight_dropped"] = count
+        dropped = self._open.drop_oldest(max(1, MAX_IN_FLIGHT // 10))
+        self.misuse["in_flight_dropped"] = self.misuse.get("in_flight_dropped", 0) + dropped
         _log.warning(
             "tracekit: more than %d steps in flight; the oldest were dropped (runner never ended "
             "them?); counted in recorder.misuse['in_flight_dropped']",
@@ -343,31 +338,15 @@ class TraceRecorder:
         return event.step_id if event.step_id is not None else (execution_key(), event.node_id)
 
     def _take(self, event: NodeEvent) -> Step | None:
-        key = self._key(event)
-        bucket = self._open.get(key)
-        if not bucket:
-            return None
-        step = bucket.pop()
-        if not bucket:
-            self._open.pop(key, None)
-        return step
+        return self._open.pop_step(self._key(event))
 
     def _peek(self, event: NodeEvent) -> Step | None:
-        bucket = self._open.get(self._key(event))
-        return bucket[-1] if bucket else None
+        return self._open.peek(self._key(event))
 
     def _forget(self, step: Step) -> None:
         """Remove ``step`` from the in-flight table (used by ``step()``, which holds the step)."""
         key = step.given_id if step.given_id is not None else (step.ctx_key, step.node_id)
-        bucket = self._open.get(key)
-        if bucket is None:
-            return
-        try:
-            bucket.remove(step)
-        except ValueError:
-            return
-        if not bucket:
-            self._open.pop(key, None)
+        self._open.remove(key, step)
 
     def _finish(
         self,
@@ -558,7 +537,7 @@ class TraceRecorder:
         if self._already_recorded(error):
             return
         cancelled = outcome == "cancelled"
-        in_flight = [s for bucket in list(self._open.values()) for s in list(bucket)]
+        in_flight = self._open.steps()
         if in_flight:
             record = _errors.error_record(
                 error,
@@ -593,10 +572,7 @@ class TraceRecorder:
             dropped = max(0, self._finished.value() - len(finished))
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
-        in_flight = sorted(
-            (s for bucket in list(self._open.values()) for s in list(bucket)),
-            key=lambda s: s.seq,
-        )
+        in_flight = self._open.steps()
         return build_envelope(
             context=self.context,
             config=self.config,
@@ -775,7 +751,7 @@ class TraceRecorder:
             return self._final(outcome, error, force=force)
 
     def in_flight(self) -> list[Step]:
-        return sorted((s for b in list(self._open.values()) for s in list(b)), key=lambda s: s.seq)
+        return self._open.steps()
 
 
 class _RunScope:
