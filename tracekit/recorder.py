@@ -82,7 +82,8 @@ class TraceRecorder:
         #: Misuses tolerated (end without start, unknown step, ...), by kind.
         self.misuse: dict[str, int] = {}
         self._ring: deque[Step] = deque(maxlen=config.buffer)
-        self._finished = TickCounter()
+        self._finished = TickCounter()  # steps ever finished; see snapshot() for "dropped"
+        self._finished_at_reset = 0
         self._open = InFlight()
         self._next_seq = itertools.count(1).__next__  # bound once: a C call per step
         self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
@@ -151,7 +152,7 @@ class TraceRecorder:
     def _reset(self, explicit: bool) -> None:
         with self._lock:
             self._ring.clear()
-            self._finished = TickCounter()
+            self._finished_at_reset = self._finished.value()
             self._flow_errors = []
             self._errors_dropped = 0
             self._error_ids = set()
@@ -569,7 +570,7 @@ class TraceRecorder:
         with self._lock:
             finished = list(self._ring)
             # A step between its append and its tick is counted as kept, not dropped.
-            dropped = max(0, self._finished.value() - len(finished))
+            dropped = max(0, self._finished.value() - self._finished_at_reset - len(finished))
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
         in_flight = self._open.steps()
