@@ -20,8 +20,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     import os
 
     for name in list(os.environ):
-        if name == "TRACEKIT_SOAK_ITERATIONS":
-            continue  # a knob of the test suite, not of the recorder
+        if name in ("TRACEKIT_SOAK_ITERATIONS", "TRACEKIT_PURE_PYTHON"):
+            continue  # knobs of the test run (its length; which callbacks it exercises)
         if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from tracekit import _hotpath
 from tracekit import errors as _errors
 from tracekit._coerce import capped, capped_context, coerce_event, coerce_issues, text
 from tracekit._context import CURRENT_STEP_ID, execution_key
@@ -95,6 +96,8 @@ class TraceRecorder:
         self._run_depth = 0
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)
+        #: Whether on_node_start/on_node_end run compiled (see tracekit/_hotpath.py).
+        self._compiled = config.enabled and _hotpath.install(self, MAX_IN_FLIGHT)
 
     @classmethod
     def from_env(cls, context: TraceContext, **overrides: Any) -> TraceRecorder:
@@ -314,15 +317,24 @@ class TraceRecorder:
         key = original_key if original_key is not None else (ctx, original_node)
         held = self._open.setdefault(key, step)
         if held is not step:
-            if original_key is not None:
-                self._misused("duplicate_step_id", event)
-            self._open.push(key, held, step)
+            self._key_taken(key, held, step, event, original_key is not None)
         elif len(self._open) > MAX_IN_FLIGHT:
             self._drop_oldest_in_flight()
         return step
 
+    def _key_taken(self, key: Any, held: Any, step: Step, event: NodeEvent, reused_id: bool) -> None:
+        """``key`` already has a step in flight (recursion, or a reused step id): stack ``step``.
+
+        Also called by the compiled start (tracekit/_speedups.c).
+        """
+        if reused_id:
+            self._misused("duplicate_step_id", event)
+        self._open.push(key, held, step)
+
     def _drop_oldest_in_flight(self) -> None:
         """Bound memory when a runner starts steps it never ends (a worker whose tasks are killed).
+
+        Also called by the compiled start (tracekit/_speedups.c).
 
         The oldest tenth of the table goes at once, so the O(n) scan is paid once per
         ``MAX_IN_FLIGHT // 10`` starts; each dropped step is counted as a misuse.

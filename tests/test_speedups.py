@@ -1,0 +1,280 @@
+"""The compiled callbacks (tracekit/_speedups.c) record exactly what the Python ones record.
+
+Every scenario runs twice, on a recorder with the compiled callbacks and on one forced to pure
+Python, and the two traces must agree field for field (times aside).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tracekit.recorder as recorder_module
+from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, hashing
+from tracekit._hotpath import PURE_PYTHON_ENV, speedups
+from tracekit.hashing import hash_source
+
+needs_speedups = pytest.mark.skipif(speedups() is None, reason="tracekit._speedups was not built")
+CTX = TraceContext(pack_ref="p@1", flow_id="f", flow_version="1")
+TIMES = ("started_at", "duration_ns", "duration_ms")
+
+
+def test_ci_builds_and_uses_the_compiled_callbacks() -> None:
+    """CI installs with a compiler: a silently missing extension would go unnoticed otherwise."""
+    if os.environ.get("CI") != "true" or os.environ.get(PURE_PYTHON_ENV) == "1":
+        pytest.skip("only CI promises a compiler")
+    assert speedups() is not None
+    assert TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
+
+
+def _recorder(compiled: bool, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> TraceRecorder:
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setenv(PURE_PYTHON_ENV, "1")
+        else:
+            m.delenv(PURE_PYTHON_ENV, raising=False)
+        rec = TraceRecorder(TraceConfig.from_env({}, mode="always", **overrides), CTX)
+    assert rec._compiled is compiled
+    return rec
+
+
+def _steps(rec: TraceRecorder) -> list[dict[str, Any]]:
+    return [{k: v for k, v in s.items() if k not in TIMES} for s in rec.snapshot()["steps"]]
+
+
+@pytest.fixture
+def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[TraceRecorder], None]], None]]:
+    """Run a scenario on both recorders; assert the same steps, misuse counts and dropped count."""
+    if speedups() is None:
+        pytest.skip("tracekit._speedups was not built")
+
+    def check(scenario: Callable[[TraceRecorder], None]) -> None:
+        fast, slow = _recorder(True, monkeypatch), _recorder(False, monkeypatch)
+        scenario(fast)
+        scenario(slow)
+        assert _steps(fast) == _steps(slow)
+        assert fast.misuse == slow.misuse
+        assert fast.snapshot()["buffer"] == slow.snapshot()["buffer"]
+
+    yield check
+
+
+def ev(node: Any = "n", payload: Any = None, **kw: Any) -> NodeEvent:
+    return NodeEvent(node_id=node, component_id="c", operation="run", payload=payload, **kw)
+
+
+# --- the same trace, case by case --------------------------------------------------------------
+
+
+def test_plain_nodes_with_and_without_step_ids(both: Any) -> None:
+    def scenario(rec: TraceRecorder) -> None:
+        for i in range(30):  # more than the buffer: dropped counts must agree too
+            e = ev(f"n{i % 3}", {"i": i, "tags": ["a", i]}, step_id=f"id{i}" if i % 2 else None,
+                   parent_step_id="outer" if i % 5 == 0 else None, attempt=1 + i % 2)
+            rec.on_node_start(e)
+            rec.on_node_end(e, {"out": i * 1.5})
+
+    both(scenario)
+
+
+def test_values_the_fast_path_hands_to_python(both: Any) -> None:
+    big = {"rows": list(range(2000))}
+    values: list[Any] = [None, {"a": None}, [math.nan], {"x": math.inf}, {1, 2}, b"raw", 2**80,
+                         big, {"nested": {"k": [None, 1]}}, ValueError("not json")]
+
+    def scenario(rec: TraceRecorder) -> None:
+        for i, value in enumerate(values):
+            e = ev(f"v{i}", value)
+            rec.on_node_start(e)
+            rec.on_node_end(e, value)
+
+    both(scenario)
+
+
+def test_events_the_fast_path_hands_to_python(both: Any) -> None:
+    class Duck:  # not a NodeEvent: read by attribute
+        node_id, component_id, operation, payload = "duck", "c", "run", {"a": 1}
+        step_id = parent_step_id = None
+        attempt = 1
+
+    weird: list[Any] = [ev(7), ev("n", attempt=0), ev("n", attempt=True), ev("n", step_id=""),
+                        ev("n", parent_step_id=3), NodeEvent("n", 5, "run"), Duck()]
+
+    def scenario(rec: TraceRecorder) -> None:
+        for e in weird:
+            rec.on_node_start(e)
+            rec.on_node_end(e, 1)
+        rec.on_node_end(ev("never-started"), 1)
+
+    both(scenario)
+
+
+def test_a_key_started_again_before_it_ended_stacks(both: Any) -> None:
+    def scenario(rec: TraceRecorder) -> None:
+        outer, inner = ev("rec", 1), ev("rec", 2)
+        rec.on_node_start(outer)
+        rec.on_node_start(inner)  # recursion: same thread, same node
+        rec.on_node_end(inner, "inner")
+        rec.on_node_end(outer, "outer")
+        dup = ev("d", step_id="same")
+        rec.on_node_start(dup)
+        rec.on_node_start(dup)  # a reused step id is a misuse, tolerated
+        rec.on_node_end(dup, 1)
+        rec.on_node_end(dup, 2)
+
+    both(scenario)
+
+
+def test_parents_from_step_blocks_threads_and_tasks(both: Any) -> None:
+    def scenario(rec: TraceRecorder) -> None:
+        with rec.step("outer", step_id="outer"):
+            e = ev("inner", {"x": 1})
+            rec.on_node_start(e)
+            rec.on_node_end(e, 2)
+
+        def worker(i: int) -> None:
+            e = ev("t", i, step_id=f"t{i}")
+            rec.on_node_start(e)
+            rec.on_node_end(e, i)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+            t.join()  # one at a time: the order of steps must match between the two runs
+
+        async def node(i: int) -> None:
+            e = ev("a", i)  # no step id: paired by task
+            rec.on_node_start(e)
+            await asyncio.sleep(0)
+            rec.on_node_end(e, i)
+
+        async def main() -> None:
+            for i in range(3):
+                await asyncio.create_task(node(i))
+
+        asyncio.run(main())
+
+    both(scenario)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payload=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_any_json_like_value_gets_the_python_hash(payload: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if speedups() is None:
+        pytest.skip("tracekit._speedups was not built")
+    rec = _recorder(True, monkeypatch)
+    e = ev("h", payload)
+    rec.on_node_start(e)
+    rec.on_node_end(e, payload)
+    (step,) = list(rec._ring)
+    expected = hash_source(payload)
+    assert step.input_src == expected and type(step.input_src) is type(expected)
+    assert step.output_src == expected
+
+
+# --- what the compiled path must keep from the Python one ---------------------------------------
+
+
+@needs_speedups
+def test_times_come_from_the_clock_the_python_side_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recorder(True, monkeypatch)
+    e = ev("clock")
+    before = time.perf_counter_ns()
+    rec.on_node_start(e)
+    rec.on_node_end(e, 1)
+    after = time.perf_counter_ns()
+    (step,) = list(rec._ring)
+    assert before <= step.start_ns <= step.end_ns <= after
+
+
+@needs_speedups
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_fault_after_the_step_left_the_table_is_logged_not_raised(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(value: Any) -> bytes:
+        if isinstance(value, set):
+            raise RuntimeError("hashing broke")
+        return hash_source(value)
+
+    monkeypatch.setattr(hashing, "hash_source", broken)  # what the compiled path calls
+    monkeypatch.setattr(recorder_module, "hash_source", broken)  # what the Python path calls
+    rec = _recorder(compiled, monkeypatch)
+    e = ev("n", 1)
+    rec.on_node_start(e)
+    with caplog.at_level(logging.WARNING, logger="tracekit"):
+        rec.on_node_end(e, {1, 2})  # orjson refuses a set: the fallback runs, and breaks
+    assert rec.misuse == {"internal_error": 1}
+    (record,) = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert "on_node_end" in record.getMessage()
+    assert record.exc_info is not None and str(record.exc_info[1]) == "hashing broke"
+    assert rec.in_flight() == []
+
+
+@needs_speedups
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_interrupt_is_not_swallowed(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(value: Any) -> bytes:
+        if isinstance(value, set):
+            raise KeyboardInterrupt
+        return hash_source(value)
+
+    monkeypatch.setattr(hashing, "hash_source", interrupted)
+    monkeypatch.setattr(recorder_module, "hash_source", interrupted)
+    rec = _recorder(compiled, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        rec.on_node_start(ev("n", {1}))
+
+
+@needs_speedups
+def test_disabling_a_recorder_at_run_time_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recorder(True, monkeypatch)
+    rec.enabled = False
+    rec.on_node_start(ev("n"))
+    rec.on_node_end(ev("n"), 1)
+    assert rec.in_flight() == [] and list(rec._ring) == [] and rec.misuse == {}
+
+
+@needs_speedups
+def test_callbacks_outliving_their_recorder_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _recorder(True, monkeypatch)
+    start, end = rec.on_node_start, rec.on_node_end
+    gone = weakref.ref(rec)
+    del rec
+    gc.collect()
+    assert gone() is None
+    start(ev("n"))
+    end(ev("n"), 1)
+
+
+@needs_speedups
+def test_when_the_python_callbacks_run_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Custom(TraceRecorder):
+        def on_node_start(self, event: NodeEvent) -> None:
+            super().on_node_start(event)
+
+    assert not Custom(TraceConfig.from_env({}), CTX)._compiled  # a subclass's override wins
+    assert not TraceRecorder(TraceConfig.from_env({}, capture_inputs=True), CTX)._compiled
+    assert not TraceRecorder(TraceConfig.from_env({}, mode="off"), CTX)._compiled
+    monkeypatch.setenv(PURE_PYTHON_ENV, "1")
+    assert not TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
+    monkeypatch.setenv(PURE_PYTHON_ENV, "0")
+    assert TraceRecorder(TraceConfig.from_env({}), CTX)._compiled

@@ -1,0 +1,98 @@
+"""Swaps a recorder's on_node_start/on_node_end for the compiled ones, where that changes nothing.
+
+``tracekit._speedups`` (built from ``_speedups.c`` when the package is installed with a C
+compiler at hand) does the two callbacks' common case without the interpreter's per-line cost,
+and hands every other case to the Python methods untouched. Where it was not built, or
+``TRACEKIT_PURE_PYTHON=1`` is set, or a subclass overrides a callback, or inputs are captured,
+the Python methods run: same results, slower.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Final
+
+import orjson
+
+from tracekit import hashing
+from tracekit._context import CURRENT_STEP_ID, current_task, get_running_loop
+from tracekit.model import Step
+from tracekit.observer import NodeEvent
+
+if TYPE_CHECKING:
+    from tracekit.recorder import TraceRecorder
+
+__all__ = ["EVENT_FIELDS", "PURE_PYTHON_ENV", "STEP_FIELDS", "install", "speedups"]
+
+#: Set to ``1`` to run the Python callbacks even where the compiled ones were built.
+PURE_PYTHON_ENV: Final = "TRACEKIT_PURE_PYTHON"
+
+_MONOTONIC: Final = "clock_gettime(CLOCK_MONOTONIC)"
+
+#: NodeEvent's slots in the order _speedups.c reads them.
+EVENT_FIELDS: Final = (
+    "node_id", "component_id", "operation", "payload", "step_id", "parent_step_id", "attempt",
+)
+
+#: Step's slots in the order _speedups.c fills them.
+STEP_FIELDS: Final = (
+    "seq", "node_id", "component_id", "operation", "given_id", "parent_step_id", "attempt",
+    "start_ns", "input_src", "capture", "ctx_key", "end_ns", "status", "output_src",
+    "state_delta_src", "issues", "error",
+)
+
+
+def speedups() -> ModuleType | None:
+    """The compiled module, or None where it was not built."""
+    try:
+        from tracekit import _speedups
+    except ImportError:
+        return None
+    return _speedups
+
+
+def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
+    """Give ``recorder`` the compiled callbacks if they would behave exactly as its own."""
+    from tracekit.recorder import TraceRecorder
+
+    compiled = speedups()
+    cls = type(recorder)
+    if (
+        compiled is None
+        or os.environ.get(PURE_PYTHON_ENV, "").strip() == "1"
+        or recorder.config.capture_inputs
+        or cls.on_node_start is not TraceRecorder.on_node_start
+        or cls.on_node_end is not TraceRecorder.on_node_end
+    ):
+        return False
+    hot = compiled.HotPath(
+        recorder=recorder,
+        open=recorder._open,
+        ring_append=recorder._ring.append,
+        tick=recorder._finished.tick,
+        next_seq=recorder._next_seq,
+        step_type=Step,
+        step_fields=tuple(Step.__dict__[name] for name in STEP_FIELDS),
+        hash_source=hashing.hash_source,
+        finish_source=hashing.finish_source,
+        dumps=orjson.dumps,
+        sort_option=orjson.OPT_SORT_KEYS,
+        defer_limit=hashing.DEFER_LIMIT,
+        max_in_flight=max_in_flight,
+        current_step=CURRENT_STEP_ID,
+        get_running_loop=get_running_loop,
+        current_task=current_task,
+        perf_ns=time.perf_counter_ns,
+        # Then C reads the same clock without a call into Python.
+        monotonic=time.get_clock_info("perf_counter").implementation == _MONOTONIC,
+        py_start=TraceRecorder.on_node_start,
+        py_end=TraceRecorder.on_node_end,
+        event_type=NodeEvent,
+        event_fields=tuple(NodeEvent.__dict__[name] for name in EVENT_FIELDS),
+    )
+    # Instance attributes shadow the methods: a runner's call goes straight to C.
+    recorder.__dict__["on_node_start"] = hot.start
+    recorder.__dict__["on_node_end"] = hot.end
+    return True

@@ -1,0 +1,605 @@
+/* tracekit._speedups: the two callbacks every node pays for, compiled.
+ *
+ * TraceRecorder.on_node_start / on_node_end (tracekit/recorder.py) are the reference. HotPath
+ * does their work for the common case only: a well-typed event, a key not already in flight,
+ * values orjson serializes and whose JSON is final as it is (small, no null that might be a NaN).
+ * For anything else it calls those Python methods *before it has changed any state*, so every
+ * unusual case behaves exactly as in Python. tests/test_speedups.py checks both record the same.
+ *
+ * Why C: at ~1 us per node, the interpreter's cost per line (attribute loads, calls, object
+ * construction) is most of the bill; orjson's dumps is the only real work left at callback time.
+ *
+ * Threading: runs under the GIL; the only Python code it calls between reading and updating the
+ * in-flight table is none (dict calls on str/int/task keys), so each update is atomic, as the
+ * Python version's single dict call is.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+#include <time.h>
+
+/* Step's slots, in the order tracekit/_hotpath.py passes their member descriptors. */
+enum {
+    F_SEQ, F_NODE_ID, F_COMPONENT_ID, F_OPERATION, F_GIVEN_ID, F_PARENT_STEP_ID, F_ATTEMPT,
+    F_START_NS, F_INPUT_SRC, F_CAPTURE, F_CTX_KEY, F_END_NS, F_STATUS, F_OUTPUT_SRC,
+    F_STATE_DELTA_SRC, F_ISSUES, F_ERROR, N_FIELDS
+};
+
+/* NodeEvent's slots, in the order tracekit/_hotpath.py passes them. */
+enum { E_NODE_ID, E_COMPONENT_ID, E_OPERATION, E_PAYLOAD, E_STEP_ID, E_PARENT_STEP_ID, E_ATTEMPT,
+       N_EVENT_FIELDS };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *recorder_ref;     /* weakref: the recorder holds our bound methods */
+    PyObject *open;             /* recorder._open, an InFlight (dict subclass) */
+    PyObject *ring_append;      /* recorder._ring.append */
+    PyObject *tick;             /* recorder._finished.tick */
+    PyObject *next_seq;         /* recorder._next_seq */
+    PyTypeObject *step_type;    /* tracekit.model.Step */
+    Py_ssize_t offsets[N_FIELDS];
+    PyTypeObject *event_type;   /* tracekit.observer.NodeEvent: its fields are read directly */
+    Py_ssize_t event_offsets[N_EVENT_FIELDS];
+    int monotonic;              /* perf_counter_ns is clock_gettime(CLOCK_MONOTONIC) here */
+    PyObject *hash_source;      /* tracekit.hashing.hash_source */
+    PyObject *finish_source;    /* tracekit.hashing.finish_source */
+    PyObject *dumps;            /* orjson.dumps */
+    PyObject *dumps_kwnames;    /* ("option",), interned: orjson matches keywords by identity */
+    PyObject *sort_option;      /* orjson.OPT_SORT_KEYS */
+    Py_ssize_t defer_limit;     /* tracekit.hashing.DEFER_LIMIT */
+    Py_ssize_t max_in_flight;   /* tracekit.recorder.MAX_IN_FLIGHT when the recorder was made */
+    PyObject *current_step;     /* tracekit._context.CURRENT_STEP_ID (a ContextVar) */
+    PyObject *get_running_loop;
+    PyObject *current_task;
+    PyObject *perf_ns;          /* time.perf_counter_ns: the clock the Python side reads */
+    PyObject *py_start;         /* TraceRecorder.on_node_start, unbound */
+    PyObject *py_end;           /* TraceRecorder.on_node_end, unbound */
+} HotPath;
+
+static PyObject *s_enabled, *s_node_id, *s_component_id, *s_operation, *s_step_id,
+    *s_parent_step_id, *s_attempt, *s_payload, *s_in_flight, *s_completed,
+    *s_internal_error, *s_drop_oldest, *s_key_taken, *s_option, *s_on_node_start, *s_on_node_end;
+
+/* What a fast path did: all of it; nothing (Python decides); failed before changing anything
+ * (an error is set; Python decides); failed after (an internal error, as Python logs it). */
+enum { DONE = 1, NOT_HERE = 0, FAILED = -1, FAILED_AFTER = -2 };
+
+/* Store a new reference in a Step slot (steals `value`). */
+static inline void
+set_field(HotPath *hp, PyObject *step, int field, PyObject *value)
+{
+    PyObject **slot = (PyObject **)((char *)step + hp->offsets[field]);
+    PyObject *old = *slot;
+    *slot = value;
+    Py_XDECREF(old);
+}
+
+static int
+has_null(const char *data, Py_ssize_t size)
+{
+    const char *p = data, *end = data + size;
+    while (end - p >= 4 && (p = memchr(p, 'n', (size_t)(end - p - 3))) != NULL) {
+        if (memcmp(p, "null", 4) == 0)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/* Python: an Exception is handled by falling back; anything else (KeyboardInterrupt) propagates. */
+static int
+clear_if_exception(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* hash_source(value): serialize now; keep the bytes when final as they are, else ask Python. */
+static PyObject *
+source(HotPath *hp, PyObject *value)
+{
+    PyObject *args[3] = {NULL, value, hp->sort_option};
+    PyObject *data = PyObject_Vectorcall(
+        hp->dumps, args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, hp->dumps_kwnames);
+    if (data == NULL) {
+        if (clear_if_exception() < 0)
+            return NULL;
+        return PyObject_CallOneArg(hp->hash_source, value);
+    }
+    if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) <= hp->defer_limit
+        && !has_null(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)))
+        return data;
+    PyObject *result = PyObject_CallFunctionObjArgs(hp->finish_source, value, data, NULL);
+    Py_DECREF(data);
+    return result;
+}
+
+/* The asyncio task running now, or the thread id (tracekit._context.execution_key). */
+static PyObject *
+execution_key(HotPath *hp)
+{
+    PyObject *loop = PyObject_CallNoArgs(hp->get_running_loop);
+    if (loop == NULL)
+        return NULL;
+    if (loop != Py_None) {
+        PyObject *task = PyObject_CallOneArg(hp->current_task, loop);
+        Py_DECREF(loop);
+        if (task == NULL)
+            return NULL;
+        if (task != Py_None)
+            return task;
+        Py_DECREF(task);
+    }
+    else {
+        Py_DECREF(loop);
+    }
+    return PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+}
+
+/* Log an error raised after state changed, as the Python callbacks' `except Exception` does. */
+static PyObject *
+internal_error(PyObject *recorder, PyObject *where)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    /* _internal_error logs with exc_info=True: make `exc` the exception being handled. */
+    PyObject *previous = PyErr_GetHandledException();
+    PyErr_SetHandledException(exc);
+    PyObject *result = PyObject_CallMethodOneArg(recorder, s_internal_error, where);
+    PyErr_SetHandledException(previous);
+    Py_XDECREF(previous);
+    Py_XDECREF(exc);
+    if (result == NULL)
+        return clear_if_exception() < 0 ? NULL : Py_NewRef(Py_None);
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+/* 1: the recorder is alive and enabled (a new reference in *out); 0: it is gone or disabled;
+ * -1: reading `enabled` failed (*out still holds it, so the Python method meets the same error). */
+static int
+live_recorder(HotPath *hp, PyObject **out)
+{
+    PyObject *recorder = PyWeakref_GetObject(hp->recorder_ref);  /* borrowed */
+    *out = NULL;
+    if (recorder == NULL)
+        return -1;
+    if (recorder == Py_None)
+        return 0;
+    PyObject *enabled = PyObject_GetAttr(recorder, s_enabled);
+    int on = enabled == NULL ? -1 : PyObject_IsTrue(enabled);
+    Py_XDECREF(enabled);
+    if (on != 0)
+        *out = Py_NewRef(recorder);
+    return on;
+}
+
+/* The event's fields as new references; any other type of event is read by attribute. */
+static int
+read_event(HotPath *hp, PyObject *event, PyObject **fields)
+{
+    static PyObject **names[N_EVENT_FIELDS] = {
+        &s_node_id, &s_component_id, &s_operation, &s_payload, &s_step_id, &s_parent_step_id,
+        &s_attempt};
+    int exact = Py_IS_TYPE(event, hp->event_type);
+    for (int i = 0; i < N_EVENT_FIELDS; i++) {
+        if (exact) {
+            fields[i] = *(PyObject **)((char *)event + hp->event_offsets[i]);
+            if (fields[i] == NULL)
+                return NOT_HERE;  /* a field never set: Python raises the AttributeError */
+            Py_INCREF(fields[i]);
+        }
+        else if ((fields[i] = PyObject_GetAttr(event, *names[i])) == NULL) {
+            return FAILED;
+        }
+    }
+    return DONE;
+}
+
+static PyObject *
+now_ns(HotPath *hp)
+{
+#ifdef __linux__
+    struct timespec ts;
+    if (hp->monotonic && clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+#endif
+    return PyObject_CallNoArgs(hp->perf_ns);
+}
+
+static int
+well_typed(PyObject *node_id, PyObject *component_id, PyObject *operation, PyObject *step_id,
+           PyObject *parent, PyObject *attempt)
+{
+    if (!PyUnicode_CheckExact(node_id) || !PyUnicode_CheckExact(component_id)
+        || !PyUnicode_CheckExact(operation))
+        return 0;
+    if (step_id != Py_None && !(PyUnicode_CheckExact(step_id) && PyUnicode_GET_LENGTH(step_id) > 0))
+        return 0;
+    if (parent != Py_None && !PyUnicode_CheckExact(parent))
+        return 0;
+    if (!PyLong_CheckExact(attempt))
+        return 0;
+    int overflow;
+    long value = PyLong_AsLongAndOverflow(attempt, &overflow);
+    return overflow > 0 || (overflow == 0 && value >= 1);
+}
+
+/* The fast start; see the outcomes above. */
+static int
+fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
+{
+    PyObject *fields[N_EVENT_FIELDS] = {NULL};
+    PyObject *ctx = NULL, *src = NULL, *start_ns = NULL, *seq = NULL, *step = NULL, *key = NULL;
+    int outcome = read_event(hp, event, fields);
+    PyObject *node_id = fields[E_NODE_ID], *component_id = fields[E_COMPONENT_ID],
+        *operation = fields[E_OPERATION], *payload = fields[E_PAYLOAD],
+        *step_id = fields[E_STEP_ID], *parent = fields[E_PARENT_STEP_ID],
+        *attempt = fields[E_ATTEMPT];
+    if (outcome != DONE)
+        goto done;
+    outcome = FAILED;
+    if (!well_typed(node_id, component_id, operation, step_id, parent, attempt)) {
+        outcome = NOT_HERE;
+        goto done;
+    }
+    if (!(ctx = execution_key(hp)) || !(src = source(hp, payload)))
+        goto done;
+    if (parent == Py_None) {
+        Py_DECREF(parent);
+        parent = fields[E_PARENT_STEP_ID] = NULL;
+        if (PyContextVar_Get(hp->current_step, NULL, &parent) < 0)
+            goto done;
+        fields[E_PARENT_STEP_ID] = parent;
+    }
+    if (!(start_ns = now_ns(hp)) || !(seq = PyObject_CallNoArgs(hp->next_seq)))
+        goto done;
+    key = step_id != Py_None ? Py_NewRef(step_id) : PyTuple_Pack(2, ctx, node_id);
+    if (key == NULL || !(step = hp->step_type->tp_alloc(hp->step_type, 0)))
+        goto done;
+    /* As Step.__init__ (tracekit/model.py) sets them. */
+    set_field(hp, step, F_SEQ, Py_NewRef(seq));
+    set_field(hp, step, F_NODE_ID, Py_NewRef(node_id));
+    set_field(hp, step, F_COMPONENT_ID, Py_NewRef(component_id));
+    set_field(hp, step, F_OPERATION, Py_NewRef(operation));
+    set_field(hp, step, F_GIVEN_ID, Py_NewRef(step_id));
+    set_field(hp, step, F_PARENT_STEP_ID, Py_NewRef(parent));
+    set_field(hp, step, F_ATTEMPT, Py_NewRef(attempt));
+    set_field(hp, step, F_START_NS, Py_NewRef(start_ns));
+    set_field(hp, step, F_INPUT_SRC, Py_NewRef(src));
+    set_field(hp, step, F_CAPTURE, Py_NewRef(Py_None));
+    set_field(hp, step, F_CTX_KEY, Py_NewRef(ctx));
+    set_field(hp, step, F_END_NS, PyLong_FromLong(0));
+    set_field(hp, step, F_STATUS, Py_NewRef(s_in_flight));
+    set_field(hp, step, F_OUTPUT_SRC, Py_NewRef(Py_None));
+    set_field(hp, step, F_STATE_DELTA_SRC, Py_NewRef(Py_None));
+    set_field(hp, step, F_ISSUES, Py_NewRef(Py_None));
+    set_field(hp, step, F_ERROR, Py_NewRef(Py_None));
+
+    PyObject *held = PyDict_SetDefault(hp->open, key, step);  /* borrowed */
+    if (held == NULL)
+        goto done;
+    PyObject *r = NULL;
+    if (held != step) {
+        /* The key is taken: Python stacks the step (and counts a reused step id). */
+        PyObject *args[6] = {recorder, key, held, step, event, step_id != Py_None ? Py_True : Py_False};
+        Py_INCREF(held);
+        r = PyObject_VectorcallMethod(s_key_taken, args, 6, NULL);
+        Py_DECREF(held);
+    }
+    else if (PyDict_GET_SIZE(hp->open) > hp->max_in_flight) {
+        r = PyObject_CallMethodNoArgs(recorder, s_drop_oldest);
+    }
+    else {
+        r = Py_NewRef(Py_None);
+    }
+    outcome = r == NULL ? FAILED_AFTER : DONE;
+    Py_XDECREF(r);
+done:
+    for (int i = 0; i < N_EVENT_FIELDS; i++)
+        Py_XDECREF(fields[i]);
+    Py_XDECREF(ctx);
+    Py_XDECREF(src); Py_XDECREF(start_ns); Py_XDECREF(seq); Py_XDECREF(step); Py_XDECREF(key);
+    return outcome;
+}
+
+/* The fast end. Once the step has left the in-flight table, failures are FAILED_AFTER. */
+static int
+fast_end(HotPath *hp, PyObject *event, PyObject *output)
+{
+    PyObject *key, *step_id, *node_id;
+    if (Py_IS_TYPE(event, hp->event_type)) {
+        step_id = *(PyObject **)((char *)event + hp->event_offsets[E_STEP_ID]);
+        node_id = *(PyObject **)((char *)event + hp->event_offsets[E_NODE_ID]);
+        if (step_id == NULL || node_id == NULL)
+            return NOT_HERE;
+        Py_INCREF(step_id);
+        Py_INCREF(node_id);
+    }
+    else {
+        if (!(step_id = PyObject_GetAttr(event, s_step_id)))
+            return FAILED;
+        if (!(node_id = PyObject_GetAttr(event, s_node_id))) {
+            Py_DECREF(step_id);
+            return FAILED;
+        }
+    }
+    if (step_id != Py_None) {
+        key = Py_NewRef(step_id);
+    }
+    else {
+        PyObject *ctx = execution_key(hp);
+        key = ctx == NULL ? NULL : PyTuple_Pack(2, ctx, node_id);
+        Py_XDECREF(ctx);
+    }
+    Py_DECREF(step_id);
+    Py_DECREF(node_id);
+    if (key == NULL)
+        return FAILED;
+    PyObject *step = PyDict_GetItemWithError(hp->open, key);  /* borrowed */
+    if (step == NULL || Py_TYPE(step) != hp->step_type) {
+        Py_DECREF(key);
+        /* not in flight (a misuse) or a stack of them: Python decides */
+        return PyErr_Occurred() ? FAILED : NOT_HERE;
+    }
+    Py_INCREF(step);
+    int removed = PyDict_DelItem(hp->open, key);
+    Py_DECREF(key);
+    if (removed < 0) {
+        Py_DECREF(step);
+        return FAILED;
+    }
+    /* As recorder.on_node_end: end time, output, status; the ring must not keep tasks alive. */
+    int outcome = FAILED_AFTER;
+    PyObject *end_ns = now_ns(hp);
+    PyObject *out = end_ns == NULL ? NULL : source(hp, output);
+    if (out != NULL) {
+        set_field(hp, step, F_END_NS, end_ns);
+        set_field(hp, step, F_OUTPUT_SRC, out);
+        set_field(hp, step, F_STATUS, Py_NewRef(s_completed));
+        set_field(hp, step, F_CTX_KEY, Py_NewRef(Py_None));
+        end_ns = NULL;
+        PyObject *r = PyObject_CallOneArg(hp->ring_append, step);
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = PyObject_CallNoArgs(hp->tick);
+            if (r != NULL) {
+                Py_DECREF(r);
+                outcome = DONE;
+            }
+        }
+    }
+    Py_XDECREF(end_ns);
+    Py_DECREF(step);
+    return outcome;
+}
+
+static PyObject *
+HotPath_start(HotPath *hp, PyObject *event)
+{
+    PyObject *recorder;
+    int live = live_recorder(hp, &recorder);
+    if (recorder == NULL)
+        return live < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *result = NULL;
+    int outcome = live < 0 ? FAILED : fast_start(hp, recorder, event);
+    if (outcome == DONE) {
+        result = Py_NewRef(Py_None);
+    }
+    else if (outcome == FAILED_AFTER) {
+        result = internal_error(recorder, s_on_node_start);
+    }
+    else if (outcome == NOT_HERE || clear_if_exception() == 0) {
+        PyObject *args[2] = {recorder, event};
+        result = PyObject_Vectorcall(hp->py_start, args, 2, NULL);
+    }
+    Py_DECREF(recorder);
+    return result;
+}
+
+static PyObject *
+HotPath_end(HotPath *hp, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "on_node_end() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *recorder;
+    int live = live_recorder(hp, &recorder);
+    if (recorder == NULL)
+        return live < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *result = NULL;
+    int outcome = live < 0 ? FAILED : fast_end(hp, args[0], args[1]);
+    if (outcome == DONE) {
+        result = Py_NewRef(Py_None);
+    }
+    else if (outcome == FAILED_AFTER) {
+        result = internal_error(recorder, s_on_node_end);
+    }
+    else if (outcome == NOT_HERE || clear_if_exception() == 0) {
+        PyObject *call[3] = {recorder, args[0], args[1]};
+        result = PyObject_Vectorcall(hp->py_end, call, 3, NULL);
+    }
+    Py_DECREF(recorder);
+    return result;
+}
+
+/* Where each __slots__ member of `type` named in `fields` (member descriptors) lives. */
+static int
+read_offsets(PyTypeObject *type, PyObject *fields, Py_ssize_t *offsets, Py_ssize_t n)
+{
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a tuple of %zd member descriptors",
+                     type->tp_name, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyTuple_GET_ITEM(fields, i);
+        if (!Py_IS_TYPE(d, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+            || !PyType_IsSubtype(type, PyDescr_TYPE(d))) {
+            PyErr_Format(PyExc_TypeError, "%s: field %zd is not one of its __slots__",
+                         type->tp_name, i);
+            return -1;
+        }
+        offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
+static PyObject *
+HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {
+        "recorder", "open", "ring_append", "tick", "next_seq", "step_type", "step_fields",
+        "hash_source", "finish_source", "dumps", "sort_option", "defer_limit", "max_in_flight",
+        "current_step", "get_running_loop", "current_task", "perf_ns", "monotonic", "py_start",
+        "py_end", "event_type", "event_fields", NULL};
+    PyObject *recorder, *open, *ring_append, *tick, *next_seq, *step_type, *step_fields,
+        *hash_source, *finish_source, *dumps, *sort_option, *current_step, *get_running_loop,
+        *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields;
+    Py_ssize_t defer_limit, max_in_flight;
+    int monotonic;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OO!OOOO!OOOOOnnO!OOOpOOO!O:HotPath", names, &recorder, &PyDict_Type, &open,
+            &ring_append, &tick, &next_seq, &PyType_Type, &step_type, &step_fields, &hash_source,
+            &finish_source, &dumps, &sort_option, &defer_limit, &max_in_flight,
+            &PyContextVar_Type, &current_step, &get_running_loop, &current_task, &perf_ns,
+            &monotonic, &py_start, &py_end, &PyType_Type, &event_type, &event_fields))
+        return NULL;
+    HotPath *hp = (HotPath *)type->tp_alloc(type, 0);
+    if (hp == NULL)
+        return NULL;
+    hp->step_type = (PyTypeObject *)Py_NewRef(step_type);
+    hp->event_type = (PyTypeObject *)Py_NewRef(event_type);
+    if (read_offsets(hp->step_type, step_fields, hp->offsets, N_FIELDS) < 0
+        || read_offsets(hp->event_type, event_fields, hp->event_offsets, N_EVENT_FIELDS) < 0 || !(hp->recorder_ref = PyWeakref_NewRef(recorder, NULL))
+        || !(hp->dumps_kwnames = PyTuple_Pack(1, s_option))) {
+        Py_DECREF(hp);
+        return NULL;
+    }
+    hp->open = Py_NewRef(open);
+    hp->ring_append = Py_NewRef(ring_append);
+    hp->tick = Py_NewRef(tick);
+    hp->next_seq = Py_NewRef(next_seq);
+    hp->hash_source = Py_NewRef(hash_source);
+    hp->finish_source = Py_NewRef(finish_source);
+    hp->dumps = Py_NewRef(dumps);
+    hp->sort_option = Py_NewRef(sort_option);
+    hp->defer_limit = defer_limit;
+    hp->max_in_flight = max_in_flight;
+    hp->current_step = Py_NewRef(current_step);
+    hp->get_running_loop = Py_NewRef(get_running_loop);
+    hp->current_task = Py_NewRef(current_task);
+    hp->perf_ns = Py_NewRef(perf_ns);
+    hp->monotonic = monotonic;
+    hp->py_start = Py_NewRef(py_start);
+    hp->py_end = Py_NewRef(py_end);
+    return (PyObject *)hp;
+}
+
+static int
+HotPath_traverse(HotPath *hp, visitproc visit, void *arg)
+{
+    Py_VISIT(hp->recorder_ref); Py_VISIT(hp->open); Py_VISIT(hp->ring_append);
+    Py_VISIT(hp->tick); Py_VISIT(hp->next_seq); Py_VISIT(hp->step_type);
+    Py_VISIT(hp->hash_source); Py_VISIT(hp->finish_source); Py_VISIT(hp->dumps);
+    Py_VISIT(hp->dumps_kwnames); Py_VISIT(hp->sort_option); Py_VISIT(hp->current_step);
+    Py_VISIT(hp->get_running_loop); Py_VISIT(hp->current_task); Py_VISIT(hp->perf_ns);
+    Py_VISIT(hp->py_start); Py_VISIT(hp->py_end); Py_VISIT(hp->event_type);
+    return 0;
+}
+
+static int
+HotPath_clear(HotPath *hp)
+{
+    Py_CLEAR(hp->recorder_ref); Py_CLEAR(hp->open); Py_CLEAR(hp->ring_append);
+    Py_CLEAR(hp->tick); Py_CLEAR(hp->next_seq); Py_CLEAR(hp->step_type);
+    Py_CLEAR(hp->hash_source); Py_CLEAR(hp->finish_source); Py_CLEAR(hp->dumps);
+    Py_CLEAR(hp->dumps_kwnames); Py_CLEAR(hp->sort_option); Py_CLEAR(hp->current_step);
+    Py_CLEAR(hp->get_running_loop); Py_CLEAR(hp->current_task); Py_CLEAR(hp->perf_ns);
+    Py_CLEAR(hp->py_start); Py_CLEAR(hp->py_end); Py_CLEAR(hp->event_type);
+    return 0;
+}
+
+static void
+HotPath_dealloc(HotPath *hp)
+{
+    PyObject_GC_UnTrack(hp);
+    HotPath_clear(hp);
+    Py_TYPE(hp)->tp_free((PyObject *)hp);
+}
+
+static PyMethodDef HotPath_methods[] = {
+    {"start", (PyCFunction)HotPath_start, METH_O,
+     "on_node_start(event): as TraceRecorder.on_node_start."},
+    {"end", (PyCFunction)(void (*)(void))HotPath_end, METH_FASTCALL,
+     "on_node_end(event, output): as TraceRecorder.on_node_end."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HotPath_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracekit._speedups.HotPath",
+    .tp_basicsize = sizeof(HotPath),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A recorder's on_node_start/on_node_end for the common case (see _speedups.c).",
+    .tp_new = HotPath_new,
+    .tp_traverse = (traverseproc)HotPath_traverse,
+    .tp_clear = (inquiry)HotPath_clear,
+    .tp_dealloc = (destructor)HotPath_dealloc,
+    .tp_methods = HotPath_methods,
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "tracekit._speedups",
+    "The compiled common case of tracekit's observer callbacks.", -1, NULL,
+};
+
+#define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_enabled, "enabled");
+    INTERN(s_node_id, "node_id");
+    INTERN(s_component_id, "component_id");
+    INTERN(s_operation, "operation");
+    INTERN(s_step_id, "step_id");
+    INTERN(s_parent_step_id, "parent_step_id");
+    INTERN(s_attempt, "attempt");
+    INTERN(s_payload, "payload");
+    INTERN(s_in_flight, "in_flight");
+    INTERN(s_completed, "completed");
+    INTERN(s_internal_error, "_internal_error");
+    INTERN(s_option, "option");
+    INTERN(s_key_taken, "_key_taken");
+    INTERN(s_drop_oldest, "_drop_oldest_in_flight");
+    INTERN(s_on_node_start, "on_node_start");
+    INTERN(s_on_node_end, "on_node_end");
+    if (PyType_Ready(&HotPath_Type) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "HotPath", (PyObject *)&HotPath_Type) < 0
+        || PyModule_AddIntConstant(module, "N_FIELDS", N_FIELDS) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

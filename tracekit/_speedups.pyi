@@ -1,0 +1,37 @@
+"""Stub of the compiled module built from _speedups.c (see tracekit/_hotpath.py)."""
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+N_FIELDS: int
+
+class HotPath:
+    def __init__(
+        self,
+        *,
+        recorder: Any,
+        open: dict[Any, Any],
+        ring_append: Callable[[Any], None],
+        tick: Callable[[], int],
+        next_seq: Callable[[], int],
+        step_type: type,
+        step_fields: tuple[Any, ...],
+        hash_source: Callable[[Any], bytes],
+        finish_source: Callable[[Any, bytes], bytes],
+        dumps: Callable[..., bytes],
+        sort_option: int,
+        defer_limit: int,
+        max_in_flight: int,
+        current_step: ContextVar[str | None],
+        get_running_loop: Callable[[], Any],
+        current_task: Callable[[Any], Any],
+        perf_ns: Callable[[], int],
+        monotonic: bool,
+        py_start: Callable[[Any, Any], None],
+        py_end: Callable[[Any, Any, Any], None],
+        event_type: type,
+        event_fields: tuple[Any, ...],
+    ) -> None: ...
+    def start(self, event: Any, /) -> None: ...
+    def end(self, event: Any, output: Any, /) -> None: ...
