@@ -248,9 +248,15 @@ def test_an_interrupt_is_not_swallowed(compiled: bool, monkeypatch: pytest.Monke
 def test_disabling_a_recorder_at_run_time_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     rec = _recorder(True, monkeypatch)
     rec.enabled = False
+    assert not rec._compiled
     rec.on_node_start(ev("n"))
     rec.on_node_end(ev("n"), 1)
     assert rec.in_flight() == [] and list(rec._ring) == [] and rec.misuse == {}
+    rec.enabled = True
+    assert rec._compiled
+    rec.on_node_start(ev("n"))
+    rec.on_node_end(ev("n"), 1)
+    assert [s.node_id for s in rec._ring] == ["n"]
 
 
 @needs_speedups

@@ -17,16 +17,17 @@ class TickCounter:
     count, so reads are remembered and subtracted.
     """
 
-    __slots__ = ("_count", "_read_lock", "_reads", "tick")
+    __slots__ = ("_read_lock", "_reads", "counter", "tick")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
-        self.tick = self._count.__next__
+        #: The count itself; compiled code advances it with one C call (tp_iternext).
+        self.counter = itertools.count()
+        self.tick = self.counter.__next__
         self._reads = 0
         self._read_lock = threading.Lock()
 
     def value(self) -> int:
         with self._read_lock:
-            total = next(self._count) - self._reads
+            total = next(self.counter) - self._reads
             self._reads += 1
             return total

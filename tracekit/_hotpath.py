@@ -24,7 +24,7 @@ from tracekit.observer import NodeEvent
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
 
-__all__ = ["EVENT_FIELDS", "PURE_PYTHON_ENV", "STEP_FIELDS", "install", "speedups"]
+__all__ = ["EVENT_FIELDS", "PURE_PYTHON_ENV", "STEP_FIELDS", "install", "speedups", "uninstall"]
 
 #: Set to ``1`` to run the Python callbacks even where the compiled ones were built.
 PURE_PYTHON_ENV: Final = "TRACEKIT_PURE_PYTHON"
@@ -71,8 +71,8 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         recorder=recorder,
         open=recorder._open,
         ring_append=recorder._ring.append,
-        tick=recorder._finished.tick,
-        next_seq=recorder._next_seq,
+        finished_counter=recorder._finished.counter,
+        seq_counter=recorder._seq,
         step_type=Step,
         step_fields=tuple(Step.__dict__[name] for name in STEP_FIELDS),
         hash_source=hashing.hash_source,
@@ -96,3 +96,9 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     recorder.__dict__["on_node_start"] = hot.start
     recorder.__dict__["on_node_end"] = hot.end
     return True
+
+
+def uninstall(recorder: TraceRecorder) -> None:
+    """Back to the Python callbacks."""
+    recorder.__dict__.pop("on_node_start", None)
+    recorder.__dict__.pop("on_node_end", None)

@@ -35,8 +35,8 @@ typedef struct {
     PyObject *recorder_ref;     /* weakref: the recorder holds our bound methods */
     PyObject *open;             /* recorder._open, an InFlight (dict subclass) */
     PyObject *ring_append;      /* recorder._ring.append */
-    PyObject *tick;             /* recorder._finished.tick */
-    PyObject *next_seq;         /* recorder._next_seq */
+    PyObject *finished;         /* recorder._finished.counter: an itertools.count of ended steps */
+    PyObject *seq;              /* recorder._seq: the itertools.count numbering steps */
     PyTypeObject *step_type;    /* tracekit.model.Step */
     Py_ssize_t offsets[N_FIELDS];
     PyTypeObject *event_type;   /* tracekit.observer.NodeEvent: its fields are read directly */
@@ -57,7 +57,7 @@ typedef struct {
     PyObject *py_end;           /* TraceRecorder.on_node_end, unbound */
 } HotPath;
 
-static PyObject *s_enabled, *s_node_id, *s_component_id, *s_operation, *s_step_id,
+static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id,
     *s_parent_step_id, *s_attempt, *s_payload, *s_in_flight, *s_completed,
     *s_internal_error, *s_drop_oldest, *s_key_taken, *s_option, *s_on_node_start, *s_on_node_end;
 
@@ -169,23 +169,13 @@ internal_error(PyObject *recorder, PyObject *where)
     Py_RETURN_NONE;
 }
 
-/* 1: the recorder is alive and enabled (a new reference in *out); 0: it is gone or disabled;
- * -1: reading `enabled` failed (*out still holds it, so the Python method meets the same error). */
-static int
-live_recorder(HotPath *hp, PyObject **out)
+/* The recorder, a new reference, or NULL when it is gone (then there is nothing to record).
+ * No `enabled` check: TraceRecorder.enabled installs these callbacks only while it is True. */
+static PyObject *
+live_recorder(HotPath *hp)
 {
     PyObject *recorder = PyWeakref_GetObject(hp->recorder_ref);  /* borrowed */
-    *out = NULL;
-    if (recorder == NULL)
-        return -1;
-    if (recorder == Py_None)
-        return 0;
-    PyObject *enabled = PyObject_GetAttr(recorder, s_enabled);
-    int on = enabled == NULL ? -1 : PyObject_IsTrue(enabled);
-    Py_XDECREF(enabled);
-    if (on != 0)
-        *out = Py_NewRef(recorder);
-    return on;
+    return recorder == NULL || recorder == Py_None ? NULL : Py_NewRef(recorder);
 }
 
 /* The event's fields as new references; any other type of event is read by attribute. */
@@ -266,7 +256,7 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
             goto done;
         fields[E_PARENT_STEP_ID] = parent;
     }
-    if (!(start_ns = now_ns(hp)) || !(seq = PyObject_CallNoArgs(hp->next_seq)))
+    if (!(start_ns = now_ns(hp)) || !(seq = Py_TYPE(hp->seq)->tp_iternext(hp->seq)))
         goto done;
     key = step_id != Py_None ? Py_NewRef(step_id) : PyTuple_Pack(2, ctx, node_id);
     if (key == NULL || !(step = hp->step_type->tp_alloc(hp->step_type, 0)))
@@ -376,7 +366,7 @@ fast_end(HotPath *hp, PyObject *event, PyObject *output)
         PyObject *r = PyObject_CallOneArg(hp->ring_append, step);
         if (r != NULL) {
             Py_DECREF(r);
-            r = PyObject_CallNoArgs(hp->tick);
+            r = Py_TYPE(hp->finished)->tp_iternext(hp->finished);
             if (r != NULL) {
                 Py_DECREF(r);
                 outcome = DONE;
@@ -391,12 +381,11 @@ fast_end(HotPath *hp, PyObject *event, PyObject *output)
 static PyObject *
 HotPath_start(HotPath *hp, PyObject *event)
 {
-    PyObject *recorder;
-    int live = live_recorder(hp, &recorder);
+    PyObject *recorder = live_recorder(hp);
     if (recorder == NULL)
-        return live < 0 ? NULL : Py_NewRef(Py_None);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     PyObject *result = NULL;
-    int outcome = live < 0 ? FAILED : fast_start(hp, recorder, event);
+    int outcome = fast_start(hp, recorder, event);
     if (outcome == DONE) {
         result = Py_NewRef(Py_None);
     }
@@ -418,12 +407,11 @@ HotPath_end(HotPath *hp, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "on_node_end() takes 2 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *recorder;
-    int live = live_recorder(hp, &recorder);
+    PyObject *recorder = live_recorder(hp);
     if (recorder == NULL)
-        return live < 0 ? NULL : Py_NewRef(Py_None);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     PyObject *result = NULL;
-    int outcome = live < 0 ? FAILED : fast_end(hp, args[0], args[1]);
+    int outcome = fast_end(hp, args[0], args[1]);
     if (outcome == DONE) {
         result = Py_NewRef(Py_None);
     }
@@ -465,22 +453,26 @@ static PyObject *
 HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
-        "recorder", "open", "ring_append", "tick", "next_seq", "step_type", "step_fields",
+        "recorder", "open", "ring_append", "finished_counter", "seq_counter", "step_type", "step_fields",
         "hash_source", "finish_source", "dumps", "sort_option", "defer_limit", "max_in_flight",
         "current_step", "get_running_loop", "current_task", "perf_ns", "monotonic", "py_start",
         "py_end", "event_type", "event_fields", NULL};
-    PyObject *recorder, *open, *ring_append, *tick, *next_seq, *step_type, *step_fields,
+    PyObject *recorder, *open, *ring_append, *finished, *seq, *step_type, *step_fields,
         *hash_source, *finish_source, *dumps, *sort_option, *current_step, *get_running_loop,
         *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields;
     Py_ssize_t defer_limit, max_in_flight;
     int monotonic;
     if (!PyArg_ParseTupleAndKeywords(
             args, kwargs, "OO!OOOO!OOOOOnnO!OOOpOOO!O:HotPath", names, &recorder, &PyDict_Type, &open,
-            &ring_append, &tick, &next_seq, &PyType_Type, &step_type, &step_fields, &hash_source,
+            &ring_append, &finished, &seq, &PyType_Type, &step_type, &step_fields, &hash_source,
             &finish_source, &dumps, &sort_option, &defer_limit, &max_in_flight,
             &PyContextVar_Type, &current_step, &get_running_loop, &current_task, &perf_ns,
             &monotonic, &py_start, &py_end, &PyType_Type, &event_type, &event_fields))
         return NULL;
+    if (!PyIter_Check(finished) || !PyIter_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "finished_counter and seq_counter must be iterators");
+        return NULL;
+    }
     HotPath *hp = (HotPath *)type->tp_alloc(type, 0);
     if (hp == NULL)
         return NULL;
@@ -494,8 +486,8 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     hp->open = Py_NewRef(open);
     hp->ring_append = Py_NewRef(ring_append);
-    hp->tick = Py_NewRef(tick);
-    hp->next_seq = Py_NewRef(next_seq);
+    hp->finished = Py_NewRef(finished);
+    hp->seq = Py_NewRef(seq);
     hp->hash_source = Py_NewRef(hash_source);
     hp->finish_source = Py_NewRef(finish_source);
     hp->dumps = Py_NewRef(dumps);
@@ -516,7 +508,7 @@ static int
 HotPath_traverse(HotPath *hp, visitproc visit, void *arg)
 {
     Py_VISIT(hp->recorder_ref); Py_VISIT(hp->open); Py_VISIT(hp->ring_append);
-    Py_VISIT(hp->tick); Py_VISIT(hp->next_seq); Py_VISIT(hp->step_type);
+    Py_VISIT(hp->finished); Py_VISIT(hp->seq); Py_VISIT(hp->step_type);
     Py_VISIT(hp->hash_source); Py_VISIT(hp->finish_source); Py_VISIT(hp->dumps);
     Py_VISIT(hp->dumps_kwnames); Py_VISIT(hp->sort_option); Py_VISIT(hp->current_step);
     Py_VISIT(hp->get_running_loop); Py_VISIT(hp->current_task); Py_VISIT(hp->perf_ns);
@@ -528,7 +520,7 @@ static int
 HotPath_clear(HotPath *hp)
 {
     Py_CLEAR(hp->recorder_ref); Py_CLEAR(hp->open); Py_CLEAR(hp->ring_append);
-    Py_CLEAR(hp->tick); Py_CLEAR(hp->next_seq); Py_CLEAR(hp->step_type);
+    Py_CLEAR(hp->finished); Py_CLEAR(hp->seq); Py_CLEAR(hp->step_type);
     Py_CLEAR(hp->hash_source); Py_CLEAR(hp->finish_source); Py_CLEAR(hp->dumps);
     Py_CLEAR(hp->dumps_kwnames); Py_CLEAR(hp->sort_option); Py_CLEAR(hp->current_step);
     Py_CLEAR(hp->get_running_loop); Py_CLEAR(hp->current_task); Py_CLEAR(hp->perf_ns);
@@ -575,7 +567,6 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    INTERN(s_enabled, "enabled");
     INTERN(s_node_id, "node_id");
     INTERN(s_component_id, "component_id");
     INTERN(s_operation, "operation");

@@ -1,6 +1,6 @@
 """Stub of the compiled module built from _speedups.c (see tracekit/_hotpath.py)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -13,8 +13,8 @@ class HotPath:
         recorder: Any,
         open: dict[Any, Any],
         ring_append: Callable[[Any], None],
-        tick: Callable[[], int],
-        next_seq: Callable[[], int],
+        finished_counter: Iterator[int],
+        seq_counter: Iterator[int],
         step_type: type,
         step_fields: tuple[Any, ...],
         hash_source: Callable[[Any], bytes],

@@ -73,7 +73,7 @@ class TraceRecorder:
     def __init__(self, config: TraceConfig, context: TraceContext) -> None:
         self.config = config
         self.context = context
-        self.enabled = config.enabled
+        self._enabled = config.enabled
         self.errors = ErrorChannel()
         LIVE_RECORDERS.add(self)
         #: The last exception raised while writing a trace (kept until the recorder is dropped).
@@ -86,7 +86,8 @@ class TraceRecorder:
         self._finished = TickCounter()  # steps ever finished; see snapshot() for "dropped"
         self._finished_at_reset = 0
         self._open = InFlight()
-        self._next_seq = itertools.count(1).__next__  # bound once: a C call per step
+        self._seq = itertools.count(1)  # step numbers: s1, s2, ...
+        self._next_seq = self._seq.__next__  # bound once: a C call per step
         self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
         self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
         self._flow_errors: list[ErrorEvent] = []
@@ -97,7 +98,20 @@ class TraceRecorder:
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)
         #: Whether on_node_start/on_node_end run compiled (see tracekit/_hotpath.py).
-        self._compiled = config.enabled and _hotpath.install(self, MAX_IN_FLIGHT)
+        self._compiled = self._enabled and _hotpath.install(self, MAX_IN_FLIGHT)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether callbacks record anything (False in off mode); settable, e.g. to pause."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        # The compiled callbacks do not look at the flag: they are there only while it is True.
+        self._compiled = self._enabled and _hotpath.install(self, MAX_IN_FLIGHT)
+        if not self._compiled:
+            _hotpath.uninstall(self)
 
     @classmethod
     def from_env(cls, context: TraceContext, **overrides: Any) -> TraceRecorder:
@@ -178,7 +192,7 @@ class TraceRecorder:
     # level costs ~50 ns, a noticeable share of the per-node budget (see benchmarks/).
 
     def on_node_start(self, event: NodeEvent) -> None:
-        if not self.enabled:
+        if not self._enabled:
             return
         try:
             self._start(event)
@@ -186,7 +200,7 @@ class TraceRecorder:
             self._internal_error("on_node_start")
 
     def on_node_end(self, event: NodeEvent, output: Any) -> None:
-        if not self.enabled:
+        if not self._enabled:
             return
         try:
             key: Any = event.step_id
@@ -212,7 +226,7 @@ class TraceRecorder:
 
     def on_node_error(self, event: NodeEvent, error: BaseException, *, phase: str = "execution") -> None:
         """End the step as failed; ``phase`` (kept in ``error.details.phase``) says when it failed."""
-        if not self.enabled:
+        if not self._enabled:
             return
         try:
             step = self._take(event)
@@ -225,7 +239,7 @@ class TraceRecorder:
             self._internal_error("on_node_error")
 
     def on_validation(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> None:
-        if not self.enabled:
+        if not self._enabled:
             return
         try:
             found = self._issues(event, issues)
@@ -451,7 +465,7 @@ class TraceRecorder:
         It lands in the envelope's ``errors[]`` (capped by ``config.max_errors``), is published
         on :attr:`errors`, and counts as the run's first failure for flushing.
         """
-        if not self.enabled:
+        if not self._enabled:
             return None
         try:
             if scope not in SCOPES:
@@ -493,21 +507,21 @@ class TraceRecorder:
         ``error`` goes on the steps still in flight, or, when none is, into ``errors[]`` as a
         flow error; an error already recorded on a step is not recorded twice.
         """
-        if not self.enabled:
+        if not self._enabled:
             return None
         with self._flush_lock:
             return self._final("failure", error)
 
     def flush_success(self) -> Path | None:
         """The run succeeded: write its final trace in always mode (or rewrite one written)."""
-        if not self.enabled:
+        if not self._enabled:
             return None
         with self._flush_lock:
             return self._final("success", None)
 
     def flush_buffer(self) -> Path | None:
         """Write the current state now (modes on and always), with outcome ``in_progress``."""
-        if not self.enabled:
+        if not self._enabled:
             return None
         with self._flush_lock:
             return self._write("in_progress", final=False, raise_errors=True)
@@ -674,7 +688,7 @@ class TraceRecorder:
 
     # internal hooks for instrument.py (one place builds a step)
     def _begin_step(self, event: NodeEvent) -> Step | None:
-        if not self.enabled:
+        if not self._enabled:
             return None
         return self._start(event)
 
