@@ -11,6 +11,7 @@ best (min) ratio, so a noisy neighbour slows both sides alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -29,6 +30,7 @@ import orjson
 from blake3 import blake3
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
+from tracekit._hotpath import PURE_PYTHON_ENV, speedups
 
 CTX = TraceContext(pack_ref="bench@1", flow_id="bench", flow_version="1")
 PAYLOAD = {"user_id": 12345, "items": [1, 2, 3, 4], "region": "eu-west-1", "flag": True, "ratio": 0.25}
@@ -76,9 +78,18 @@ def ratios(pairs: list[tuple[float, float]], invert: bool = False) -> tuple[floa
     return statistics.median(rs), best
 
 
-def recorder(tmp: Path, **overrides: Any) -> TraceRecorder:
+def recorder(tmp: Path, *, pure: bool = False, **overrides: Any) -> TraceRecorder:
+    """A recorder writing under ``tmp``; ``pure`` forces the Python callbacks (no speedups)."""
     cfg = TraceConfig.from_env({}, out=tmp / "trace.json", **overrides)
-    return TraceRecorder(cfg, CTX)
+    saved = os.environ.get(PURE_PYTHON_ENV)
+    os.environ[PURE_PYTHON_ENV] = "1" if pure else "0"
+    try:
+        return TraceRecorder(cfg, CTX)
+    finally:
+        if saved is None:
+            del os.environ[PURE_PYTHON_ENV]
+        else:
+            os.environ[PURE_PYTHON_ENV] = saved
 
 
 def node_loop(rec: Any, n: int, payload: Any = PAYLOAD, output: Any = OUTPUT) -> Callable[[], None]:
@@ -104,17 +115,21 @@ def floor_loop(n: int, payload: Any = PAYLOAD, output: Any = OUTPUT) -> Callable
     return run
 
 
-def bench_floor(tmp: Path, n: int, repeats: int) -> Result:
-    rec = recorder(tmp)
-    med, best = ratios(compare(node_loop(rec, n), floor_loop(n), repeats))
-    pairs = compare(node_loop(rec, n), floor_loop(n), 1)
-    us = pairs[0][0] / n * 1e6
-    floor_us = pairs[0][1] / n * 1e6
-    return Result("node start+end vs hashing floor", "ours / floor (lower is better)", med, best,
-                  "<= 1.5x (aim 1.0x)", f"{us:.2f} us per node, floor {floor_us:.2f} us")
+def _path(pure: bool) -> str:
+    return " [pure-Python callbacks]" if pure else ""
 
 
-def bench_otel(tmp: Path, n: int, repeats: int) -> list[Result]:
+def bench_floor(tmp: Path, n: int, repeats: int, pure: bool = False) -> Result:
+    rec = recorder(tmp, pure=pure)
+    pairs = compare(node_loop(rec, n), floor_loop(n), repeats)
+    med, best = ratios(pairs)
+    us = statistics.median(a for a, _ in pairs) / n * 1e6
+    floor_us = statistics.median(b for _, b in pairs) / n * 1e6
+    return Result(f"node start+end vs hashing floor{_path(pure)}", "ours / floor (lower is better)",
+                  med, best, "<= 1.5x (aim 1.0x)", f"{us:.2f} us per node, floor {floor_us:.2f} us")
+
+
+def bench_otel(tmp: Path, n: int, repeats: int, pure: bool = False) -> list[Result]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -123,7 +138,7 @@ def bench_otel(tmp: Path, n: int, repeats: int) -> list[Result]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("bench")
-    rec = recorder(tmp)
+    rec = recorder(tmp, pure=pure)
 
     def otel() -> None:
         for _ in range(n):
@@ -138,11 +153,17 @@ def bench_otel(tmp: Path, n: int, repeats: int) -> list[Result]:
                 pass
         exporter.clear()
 
-    med, best = ratios(compare(node_loop(rec, n), otel, repeats), invert=True)
+    pairs = compare(node_loop(rec, n), otel, repeats)
+    med, best = ratios(pairs, invert=True)
+    span_us = statistics.median(b for _, b in pairs) / n * 1e6
+    bare = Result(f"node start+end vs OTel SDK span (start_span/end, no attributes){_path(pure)}",
+                  "otel / ours (higher is better)", med, best, ">= 10x (aim 20x)",
+                  f"span {span_us:.1f} us")
+    if pure:
+        return [bare]
     cmed, cbest = ratios(compare(node_loop(rec, n), otel_current, repeats), invert=True)
     return [
-        Result("node start+end vs OTel SDK span (start_span/end, no attributes)",
-               "otel / ours (higher is better)", med, best, ">= 10x (aim 20x)"),
+        bare,
         Result("node start+end vs OTel SDK span (start_as_current_span + 5 attributes)",
                "otel / ours (higher is better)", cmed, cbest, ">= 10x (aim 20x)"),
     ]
@@ -265,6 +286,10 @@ def main() -> None:
             results.extend(bench_otel(tmp, n, repeats))
         except ImportError:
             print("(opentelemetry-sdk not installed: OTel comparison skipped)", file=sys.stderr)
+        if speedups() is not None:  # the same two figures where the extension is not built
+            results.append(bench_floor(tmp, n, repeats, pure=True))
+            with contextlib.suppress(ImportError):
+                results.extend(bench_otel(tmp, n, repeats, pure=True))
         results.append(bench_off(tmp, n * 4, repeats))
         results.append(bench_large(tmp, size, repeats))
         results.append(bench_memory(tmp, big))
@@ -272,7 +297,8 @@ def main() -> None:
         results.append(bench_threads(tmp, n, repeats))
         results.append(bench_capture(tmp, n, repeats))
     print(f"tracekit benchmarks, {time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
-          f"{platform.machine()}, {os.cpu_count()} cores{' (quick)' if args.quick else ''}\n")
+          f"{platform.machine()}, {os.cpu_count()} cores{' (quick)' if args.quick else ''}; "
+          f"callbacks: {'compiled (tracekit._speedups)' if speedups() else 'pure Python (not built)'}\n")
     print("| case | ratio | median | best | target | detail |")
     print("|---|---|---|---|---|---|")
     for r in results:
