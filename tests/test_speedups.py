@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,7 +52,8 @@ def _recorder(compiled: bool, monkeypatch: pytest.MonkeyPatch, **overrides: Any)
 
 
 def _steps(rec: TraceRecorder) -> list[dict[str, Any]]:
-    return [{k: v for k, v in s.items() if k not in TIMES} for s in rec.snapshot()["steps"]]
+    steps = orjson.loads(orjson.dumps(rec.snapshot()["steps"]))  # captured payloads are Fragments
+    return [{k: v for k, v in s.items() if k not in TIMES} for s in steps]
 
 
 @pytest.fixture
@@ -60,8 +62,9 @@ def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[TraceR
     if speedups() is None:
         pytest.skip("tracekit._speedups was not built")
 
-    def check(scenario: Callable[[TraceRecorder], None]) -> None:
-        fast, slow = _recorder(True, monkeypatch), _recorder(False, monkeypatch)
+    def check(scenario: Callable[[TraceRecorder], None], **overrides: Any) -> None:
+        fast = _recorder(True, monkeypatch, **overrides)
+        slow = _recorder(False, monkeypatch, **overrides)
         scenario(fast)
         scenario(slow)
         assert _steps(fast) == _steps(slow)
@@ -87,6 +90,16 @@ def test_plain_nodes_with_and_without_step_ids(both: Any) -> None:
             rec.on_node_end(e, {"out": i * 1.5})
 
     both(scenario)
+
+
+def test_captured_inputs_are_redacted_alike(both: Any) -> None:
+    def scenario(rec: TraceRecorder) -> None:
+        for i in range(5):
+            e = ev(f"c{i}", {"user": i, "api_key": "s3cret", "rows": list(range(i))})
+            rec.on_node_start(e)
+            rec.on_node_end(e, i)
+
+    both(scenario, capture_inputs=True)
 
 
 def test_values_the_fast_path_hands_to_python(both: Any) -> None:
@@ -278,7 +291,6 @@ def test_when_the_python_callbacks_run_instead(monkeypatch: pytest.MonkeyPatch) 
             super().on_node_start(event)
 
     assert not Custom(TraceConfig.from_env({}), CTX)._compiled  # a subclass's override wins
-    assert not TraceRecorder(TraceConfig.from_env({}, capture_inputs=True), CTX)._compiled
     assert not TraceRecorder(TraceConfig.from_env({}, mode="off"), CTX)._compiled
     monkeypatch.setenv(PURE_PYTHON_ENV, "1")
     assert not TraceRecorder(TraceConfig.from_env({}), CTX)._compiled

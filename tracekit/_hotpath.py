@@ -3,8 +3,8 @@
 ``tracekit._speedups`` (built from ``_speedups.c`` when the package is installed with a C
 compiler at hand) does the two callbacks' common case without the interpreter's per-line cost,
 and hands every other case to the Python methods untouched. Where it was not built, or
-``TRACEKIT_PURE_PYTHON=1`` is set, or a subclass overrides a callback, or inputs are captured,
-the Python methods run: same results, slower.
+``TRACEKIT_PURE_PYTHON=1`` is set, or a subclass overrides a callback, the Python methods run:
+same results, slower.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     if (
         compiled is None
         or os.environ.get(PURE_PYTHON_ENV, "").strip() == "1"
-        or recorder.config.capture_inputs
         or cls.on_node_start is not TraceRecorder.on_node_start
         or cls.on_node_end is not TraceRecorder.on_node_end
     ):
@@ -73,6 +72,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         ring_append=recorder._ring.append,
         finished_counter=recorder._finished.counter,
         seq_counter=recorder._seq,
+        capture=recorder._capture,
         step_type=Step,
         step_fields=tuple(Step.__dict__[name] for name in STEP_FIELDS),
         hash_source=hashing.hash_source,

@@ -37,6 +37,7 @@ typedef struct {
     PyObject *ring_append;      /* recorder._ring.append */
     PyObject *finished;         /* recorder._finished.counter: an itertools.count of ended steps */
     PyObject *seq;              /* recorder._seq: the itertools.count numbering steps */
+    int capture;                /* inputs are captured: recorder._capture_of(payload, src) */
     PyTypeObject *step_type;    /* tracekit.model.Step */
     Py_ssize_t offsets[N_FIELDS];
     PyTypeObject *event_type;   /* tracekit.observer.NodeEvent: its fields are read directly */
@@ -59,7 +60,7 @@ typedef struct {
 
 static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id,
     *s_parent_step_id, *s_attempt, *s_payload, *s_in_flight, *s_completed,
-    *s_internal_error, *s_drop_oldest, *s_key_taken, *s_option, *s_on_node_start, *s_on_node_end;
+    *s_internal_error, *s_drop_oldest, *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end;
 
 /* What a fast path did: all of it; nothing (Python decides); failed before changing anything
  * (an error is set; Python decides); failed after (an internal error, as Python logs it). */
@@ -234,7 +235,8 @@ static int
 fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
 {
     PyObject *fields[N_EVENT_FIELDS] = {NULL};
-    PyObject *ctx = NULL, *src = NULL, *start_ns = NULL, *seq = NULL, *step = NULL, *key = NULL;
+    PyObject *ctx = NULL, *src = NULL, *capture = NULL, *start_ns = NULL, *seq = NULL,
+        *step = NULL, *key = NULL;
     int outcome = read_event(hp, event, fields);
     PyObject *node_id = fields[E_NODE_ID], *component_id = fields[E_COMPONENT_ID],
         *operation = fields[E_OPERATION], *payload = fields[E_PAYLOAD],
@@ -248,6 +250,10 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
         goto done;
     }
     if (!(ctx = execution_key(hp)) || !(src = source(hp, payload)))
+        goto done;
+    capture = hp->capture ? PyObject_CallMethodObjArgs(recorder, s_capture_of, payload, src, NULL)
+                          : Py_NewRef(Py_None);
+    if (capture == NULL)
         goto done;
     if (parent == Py_None) {
         Py_DECREF(parent);
@@ -271,7 +277,7 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
     set_field(hp, step, F_ATTEMPT, Py_NewRef(attempt));
     set_field(hp, step, F_START_NS, Py_NewRef(start_ns));
     set_field(hp, step, F_INPUT_SRC, Py_NewRef(src));
-    set_field(hp, step, F_CAPTURE, Py_NewRef(Py_None));
+    set_field(hp, step, F_CAPTURE, Py_NewRef(capture));
     set_field(hp, step, F_CTX_KEY, Py_NewRef(ctx));
     set_field(hp, step, F_END_NS, PyLong_FromLong(0));
     set_field(hp, step, F_STATUS, Py_NewRef(s_in_flight));
@@ -303,7 +309,8 @@ done:
     for (int i = 0; i < N_EVENT_FIELDS; i++)
         Py_XDECREF(fields[i]);
     Py_XDECREF(ctx);
-    Py_XDECREF(src); Py_XDECREF(start_ns); Py_XDECREF(seq); Py_XDECREF(step); Py_XDECREF(key);
+    Py_XDECREF(src);
+    Py_XDECREF(capture); Py_XDECREF(start_ns); Py_XDECREF(seq); Py_XDECREF(step); Py_XDECREF(key);
     return outcome;
 }
 
@@ -453,18 +460,19 @@ static PyObject *
 HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {
-        "recorder", "open", "ring_append", "finished_counter", "seq_counter", "step_type", "step_fields",
+        "recorder", "open", "ring_append", "finished_counter", "seq_counter", "capture", "step_type", "step_fields",
         "hash_source", "finish_source", "dumps", "sort_option", "defer_limit", "max_in_flight",
         "current_step", "get_running_loop", "current_task", "perf_ns", "monotonic", "py_start",
         "py_end", "event_type", "event_fields", NULL};
+    int capture;
     PyObject *recorder, *open, *ring_append, *finished, *seq, *step_type, *step_fields,
         *hash_source, *finish_source, *dumps, *sort_option, *current_step, *get_running_loop,
         *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields;
     Py_ssize_t defer_limit, max_in_flight;
     int monotonic;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OO!OOOO!OOOOOnnO!OOOpOOO!O:HotPath", names, &recorder, &PyDict_Type, &open,
-            &ring_append, &finished, &seq, &PyType_Type, &step_type, &step_fields, &hash_source,
+            args, kwargs, "OO!OOOpO!OOOOOnnO!OOOpOOO!O:HotPath", names, &recorder, &PyDict_Type, &open,
+            &ring_append, &finished, &seq, &capture, &PyType_Type, &step_type, &step_fields, &hash_source,
             &finish_source, &dumps, &sort_option, &defer_limit, &max_in_flight,
             &PyContextVar_Type, &current_step, &get_running_loop, &current_task, &perf_ns,
             &monotonic, &py_start, &py_end, &PyType_Type, &event_type, &event_fields))
@@ -488,6 +496,7 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     hp->ring_append = Py_NewRef(ring_append);
     hp->finished = Py_NewRef(finished);
     hp->seq = Py_NewRef(seq);
+    hp->capture = capture;
     hp->hash_source = Py_NewRef(hash_source);
     hp->finish_source = Py_NewRef(finish_source);
     hp->dumps = Py_NewRef(dumps);
@@ -579,6 +588,7 @@ PyInit__speedups(void)
     INTERN(s_internal_error, "_internal_error");
     INTERN(s_option, "option");
     INTERN(s_key_taken, "_key_taken");
+    INTERN(s_capture_of, "_capture_of");
     INTERN(s_drop_oldest, "_drop_oldest_in_flight");
     INTERN(s_on_node_start, "on_node_start");
     INTERN(s_on_node_end, "on_node_end");

@@ -15,6 +15,7 @@ class HotPath:
         ring_append: Callable[[Any], None],
         finished_counter: Iterator[int],
         seq_counter: Iterator[int],
+        capture: bool,
         step_type: type,
         step_fields: tuple[Any, ...],
         hash_source: Callable[[Any], bytes],

@@ -37,7 +37,7 @@ from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_contex
 from tracekit.hashing import hash_source
 from tracekit.model import RunInfo, Step, TraceContext, rfc3339
 from tracekit.observer import NodeEvent, ValidationIssue
-from tracekit.redact import capture_payload
+from tracekit.redact import Capture, capture_payload
 from tracekit.sink import (
     apply_retention,
     atomic_write,
@@ -311,16 +311,7 @@ class TraceRecorder:
             event = self._checked(event)
         payload = event.payload
         input_src = hash_source(payload)
-        capture = None
-        if self._capture:
-            cfg = self.config
-            capture = capture_payload(
-                payload,
-                input_src=input_src,
-                max_bytes=cfg.max_capture_bytes,
-                extra_keys=cfg.redact_keys,
-                redactor=cfg.redactor,
-            )
+        capture = self._capture_of(payload, input_src) if self._capture else None
         parent = event.parent_step_id
         if parent is None:
             parent = _current_step_id()
@@ -335,6 +326,20 @@ class TraceRecorder:
         elif len(self._open) > MAX_IN_FLIGHT:
             self._drop_oldest_in_flight()
         return step
+
+    def _capture_of(self, payload: Any, input_src: bytes) -> Capture:
+        """The payload as kept when inputs are captured: redacted, capped.
+
+        Also called by the compiled start (tracekit/_speedups.c).
+        """
+        cfg = self.config
+        return capture_payload(
+            payload,
+            input_src=input_src,
+            max_bytes=cfg.max_capture_bytes,
+            extra_keys=cfg.redact_keys,
+            redactor=cfg.redactor,
+        )
 
     def _key_taken(self, key: Any, held: Any, step: Step, event: NodeEvent, reused_id: bool) -> None:
         """``key`` already has a step in flight (recursion, or a reused step id): stack ``step``.
