@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from _cli_support import invoke, load, run_exe
 
+from tracekit._hotpath import speedups
 from tracekit.cli import cli
 from tracekit.schema import schema_path
 from tracekit.semantic import validate_trace
@@ -88,6 +90,10 @@ def test_env_defaults_and_sources() -> None:
     lines = {ln.split()[0]: ln.split()[1:] for ln in result.stdout.splitlines()}
     assert lines["mode"] == ["on", "(default)"]
     assert lines["buffer"] == ["20", "(default)"]
+    compiled = speedups() is not None and os.environ.get("TRACEKIT_PURE_PYTHON") != "1"
+    assert lines["callbacks"][0] == ("compiled" if compiled else "python")
+    result = invoke("env", env={"TRACEKIT_PURE_PYTHON": "1"})
+    assert "callbacks          python  (" in result.stdout
     result = invoke("env", env={"TRACEKIT_TRACE": "ALWAYS", "TRACEKIT_TRACE_BUFFER": "5",
                                 "TRACEKIT_TRACE_DIR": "hist", "GITHUB_SHA": "abc123"})
     lines = {ln.split()[0]: ln.split()[1:] for ln in result.stdout.splitlines()}
@@ -102,6 +108,7 @@ def test_env_json() -> None:
     assert data["valid"] is True
     assert data["settings"]["keep"] == 3 and data["sources"]["keep"] == "TRACEKIT_TRACE_KEEP"
     assert data["sources"]["mode"] == "default"
+    assert data["callbacks"]["kind"] in ("compiled", "python") and data["callbacks"]["why"]
 
 
 @pytest.mark.parametrize(("env", "says"), [

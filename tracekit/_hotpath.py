@@ -24,7 +24,15 @@ from tracekit.observer import NodeEvent
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
 
-__all__ = ["EVENT_FIELDS", "PURE_PYTHON_ENV", "STEP_FIELDS", "install", "speedups", "uninstall"]
+__all__ = [
+    "EVENT_FIELDS",
+    "PURE_PYTHON_ENV",
+    "STEP_FIELDS",
+    "callbacks_here",
+    "install",
+    "speedups",
+    "uninstall",
+]
 
 #: Set to ``1`` to run the Python callbacks even where the compiled ones were built.
 PURE_PYTHON_ENV: Final = "TRACEKIT_PURE_PYTHON"
@@ -53,6 +61,19 @@ def speedups() -> ModuleType | None:
     return _speedups
 
 
+def _forced_pure() -> bool:
+    return os.environ.get(PURE_PYTHON_ENV, "").strip() == "1"
+
+
+def callbacks_here() -> tuple[str, str]:
+    """Which callbacks a recorder made now would run (``compiled`` or ``python``), and why."""
+    if speedups() is None:
+        return "python", "C speedups not built"
+    if _forced_pure():
+        return "python", f"{PURE_PYTHON_ENV}=1"
+    return "compiled", "tracekit._speedups"
+
+
 def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     """Give ``recorder`` the compiled callbacks if they would behave exactly as its own."""
     from tracekit.recorder import TraceRecorder
@@ -61,7 +82,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     cls = type(recorder)
     if (
         compiled is None
-        or os.environ.get(PURE_PYTHON_ENV, "").strip() == "1"
+        or _forced_pure()
         or cls.on_node_start is not TraceRecorder.on_node_start
         or cls.on_node_end is not TraceRecorder.on_node_end
     ):

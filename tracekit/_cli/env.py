@@ -13,6 +13,7 @@ import click
 
 from tracekit._cli._io import EXIT_USAGE, dump_json
 from tracekit._cli._style import echo, style
+from tracekit._hotpath import callbacks_here
 from tracekit.config import (
     ENV_BUFFER,
     ENV_CAPTURE_INPUTS,
@@ -68,8 +69,10 @@ def env(as_json: bool) -> None:
             echo(f"tracekit: invalid configuration: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_USAGE) from None
     origin = sources(settings)
+    callbacks, why = callbacks_here()
     if as_json:
-        report = {"valid": True, "settings": settings, "sources": origin}
+        report = {"valid": True, "settings": settings, "sources": origin,
+                  "callbacks": {"kind": callbacks, "why": why}}
         click.echo(dump_json(report))
         return
     width = max(len(k) for k in settings)
@@ -78,3 +81,4 @@ def env(as_json: bool) -> None:
         where = origin[name]
         note = style(f"(from {where})", "cyan") if where != "default" else style("(default)", dim=True)
         echo(f"{name.ljust(width)}  {shown}  {note}")
+    echo(f"{'callbacks'.ljust(width)}  {callbacks}  {style(f'({why})', dim=True)}")
