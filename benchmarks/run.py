@@ -30,7 +30,7 @@ import orjson
 from blake3 import blake3
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit._hotpath import PURE_PYTHON_ENV, speedups
+from tracekit._native import PURE_PYTHON_ENV, built
 
 CTX = TraceContext(pack_ref="bench@1", flow_id="bench", flow_version="1")
 PAYLOAD = {"user_id": 12345, "items": [1, 2, 3, 4], "region": "eu-west-1", "flag": True, "ratio": 0.25}
@@ -286,7 +286,7 @@ def main() -> None:
             results.extend(bench_otel(tmp, n, repeats))
         except ImportError:
             print("(opentelemetry-sdk not installed: OTel comparison skipped)", file=sys.stderr)
-        if speedups() is not None:  # the same two figures where the extension is not built
+        if built() is not None:  # the same two figures where the extension is not built
             results.append(bench_floor(tmp, n, repeats, pure=True))
             with contextlib.suppress(ImportError):
                 results.extend(bench_otel(tmp, n, repeats, pure=True))
@@ -298,7 +298,7 @@ def main() -> None:
         results.append(bench_capture(tmp, n, repeats))
     print(f"tracekit benchmarks, {time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
           f"{platform.machine()}, {os.cpu_count()} cores{' (quick)' if args.quick else ''}; "
-          f"callbacks: {'compiled (tracekit._speedups)' if speedups() else 'pure Python (not built)'}\n")
+          f"callbacks: {'compiled (tracekit._speedups)' if built() else 'pure Python (not built)'}\n")
     print("| case | ratio | median | best | target | detail |")
     print("|---|---|---|---|---|---|")
     for r in results:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from _cli_support import invoke, load, run_exe
 
-from tracekit._hotpath import speedups
+from tracekit._native import built
 from tracekit.cli import cli
 from tracekit.schema import schema_path
 from tracekit.semantic import validate_trace
@@ -90,7 +90,7 @@ def test_env_defaults_and_sources() -> None:
     lines = {ln.split()[0]: ln.split()[1:] for ln in result.stdout.splitlines()}
     assert lines["mode"] == ["on", "(default)"]
     assert lines["buffer"] == ["20", "(default)"]
-    compiled = speedups() is not None and os.environ.get("TRACEKIT_PURE_PYTHON") != "1"
+    compiled = built() is not None and os.environ.get("TRACEKIT_PURE_PYTHON") != "1"
     assert lines["callbacks"][0] == ("compiled" if compiled else "python")
     result = invoke("env", env={"TRACEKIT_PURE_PYTHON": "1"})
     assert "callbacks          python  (" in result.stdout

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 import tracekit.recorder as recorder_module
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, hashing
-from tracekit._hotpath import PURE_PYTHON_ENV, speedups
+from tracekit._native import PURE_PYTHON_ENV, built
 from tracekit.hashing import hash_source
 
-needs_speedups = pytest.mark.skipif(speedups() is None, reason="tracekit._speedups was not built")
+needs_speedups = pytest.mark.skipif(built() is None, reason="tracekit._speedups was not built")
 CTX = TraceContext(pack_ref="p@1", flow_id="f", flow_version="1")
 TIMES = ("started_at", "duration_ns", "duration_ms")
 
@@ -36,7 +36,7 @@ def test_ci_builds_and_uses_the_compiled_callbacks() -> None:
     """CI installs with a compiler: a silently missing extension would go unnoticed otherwise."""
     if os.environ.get("CI") != "true" or os.environ.get(PURE_PYTHON_ENV) == "1":
         pytest.skip("only CI promises a compiler")
-    assert speedups() is not None
+    assert built() is not None
     assert TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
 
 
@@ -59,7 +59,7 @@ def _steps(rec: TraceRecorder) -> list[dict[str, Any]]:
 @pytest.fixture
 def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[TraceRecorder], None]], None]]:
     """Run a scenario on both recorders; assert the same steps, misuse counts and dropped count."""
-    if speedups() is None:
+    if built() is None:
         pytest.skip("tracekit._speedups was not built")
 
     def check(scenario: Callable[[TraceRecorder], None], **overrides: Any) -> None:
@@ -191,7 +191,7 @@ def test_parents_from_step_blocks_threads_and_tasks(both: Any) -> None:
     )
 )
 def test_any_json_like_value_gets_the_python_hash(payload: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    if speedups() is None:
+    if built() is None:
         pytest.skip("tracekit._speedups was not built")
     rec = _recorder(True, monkeypatch)
     e = ev("h", payload)
@@ -265,6 +265,7 @@ def test_disabling_a_recorder_at_run_time_is_honoured(monkeypatch: pytest.Monkey
     rec.on_node_start(ev("n"))
     rec.on_node_end(ev("n"), 1)
     assert rec.in_flight() == [] and list(rec._ring) == [] and rec.misuse == {}
+    monkeypatch.delenv(PURE_PYTHON_ENV, raising=False)  # set when CI runs the pure-Python pass
     rec.enabled = True
     assert rec._compiled
     rec.on_node_start(ev("n"))
@@ -296,3 +297,63 @@ def test_when_the_python_callbacks_run_instead(monkeypatch: pytest.MonkeyPatch) 
     assert not TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
     monkeypatch.setenv(PURE_PYTHON_ENV, "0")
     assert TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
+
+
+# --- the compiled hashing helpers give the Python answers ----------------------------------------
+
+_PIECES = st.sampled_from([b"n", b"nu", b"nul", b"null", b"ull", b"l", b"x", b'"', b"nn"])
+
+
+@needs_speedups
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(_PIECES, max_size=30).map(b"".join) | st.binary(max_size=300))
+def test_has_null_agrees_with_bytes_find(data: bytes) -> None:
+    compiled = built()
+    assert compiled is not None
+    assert compiled.has_null(data) is (data.find(b"null") != -1)
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+    | st.floats(allow_nan=True, allow_infinity=True),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@needs_speedups
+@settings(max_examples=400, deadline=None)
+@given(value=_JSONISH)
+def test_non_finite_agrees_with_the_python_walk(value: Any) -> None:
+    compiled = built()
+    assert compiled is not None
+    assert compiled.non_finite(value) is hashing._has_non_finite(value)  # never "unknown" here
+
+
+@needs_speedups
+def test_non_finite_leaves_other_types_to_the_python_walk() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Row:
+        x: float
+
+    class Floaty(float):
+        pass
+
+    compiled = built()
+    assert compiled is not None
+    for value in ({1.0}, Row(math.nan), [Floaty(1.0)], {"a": Row(1.0)}, object()):
+        assert compiled.non_finite(value) is None
+
+
+@needs_speedups
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_JSONISH | st.sets(st.integers(), max_size=3) | st.binary(max_size=10))
+def test_hashes_do_not_depend_on_the_compiled_helpers(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_helpers = hash_source(value)
+    with monkeypatch.context() as m:
+        m.setattr(hashing, "_has_null", hashing._find_null)
+        m.setattr(hashing, "_non_finite_native", hashing._unknown)
+        assert hash_source(value) == with_helpers

@@ -9,33 +9,21 @@ same results, slower.
 
 from __future__ import annotations
 
-import os
 import time
-from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
 import orjson
 
 from tracekit import hashing
 from tracekit._context import CURRENT_STEP_ID, current_task, get_running_loop
+from tracekit._native import PURE_PYTHON_ENV, built, in_use
 from tracekit.model import Step
 from tracekit.observer import NodeEvent
 
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
 
-__all__ = [
-    "EVENT_FIELDS",
-    "PURE_PYTHON_ENV",
-    "STEP_FIELDS",
-    "callbacks_here",
-    "install",
-    "speedups",
-    "uninstall",
-]
-
-#: Set to ``1`` to run the Python callbacks even where the compiled ones were built.
-PURE_PYTHON_ENV: Final = "TRACEKIT_PURE_PYTHON"
+__all__ = ["EVENT_FIELDS", "STEP_FIELDS", "callbacks_here", "install", "uninstall"]
 
 _MONOTONIC: Final = "clock_gettime(CLOCK_MONOTONIC)"
 
@@ -52,24 +40,11 @@ STEP_FIELDS: Final = (
 )
 
 
-def speedups() -> ModuleType | None:
-    """The compiled module, or None where it was not built."""
-    try:
-        from tracekit import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
-def _forced_pure() -> bool:
-    return os.environ.get(PURE_PYTHON_ENV, "").strip() == "1"
-
-
 def callbacks_here() -> tuple[str, str]:
     """Which callbacks a recorder made now would run (``compiled`` or ``python``), and why."""
-    if speedups() is None:
+    if built() is None:
         return "python", "C speedups not built"
-    if _forced_pure():
+    if in_use() is None:
         return "python", f"{PURE_PYTHON_ENV}=1"
     return "compiled", "tracekit._speedups"
 
@@ -78,11 +53,10 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     """Give ``recorder`` the compiled callbacks if they would behave exactly as its own."""
     from tracekit.recorder import TraceRecorder
 
-    compiled = speedups()
+    compiled = in_use()
     cls = type(recorder)
     if (
         compiled is None
-        or _forced_pure()
         or cls.on_node_start is not TraceRecorder.on_node_start
         or cls.on_node_end is not TraceRecorder.on_node_end
     ):

@@ -17,6 +17,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
 /* Step's slots, in the order tracekit/_hotpath.py passes their member descriptors. */
@@ -58,9 +59,10 @@ typedef struct {
     PyObject *py_end;           /* TraceRecorder.on_node_end, unbound */
 } HotPath;
 
-static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id,
-    *s_parent_step_id, *s_attempt, *s_payload, *s_in_flight, *s_completed,
-    *s_internal_error, *s_drop_oldest, *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end;
+/* Interned names: attributes read, methods called, statuses written, orjson's keyword. */
+static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id, *s_parent_step_id,
+    *s_attempt, *s_payload, *s_in_flight, *s_completed, *s_internal_error, *s_drop_oldest,
+    *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end;
 
 /* What a fast path did: all of it; nothing (Python decides); failed before changing anything
  * (an error is set; Python decides); failed after (an internal error, as Python logs it). */
@@ -111,8 +113,8 @@ source(HotPath *hp, PyObject *value)
         return PyObject_CallOneArg(hp->hash_source, value);
     }
     if (PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) <= hp->defer_limit
-        && !has_null(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)))
-        return data;
+        && (value == Py_None || !has_null(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))))
+        return data;  /* None is null itself: no NaN to look for */
     PyObject *result = PyObject_CallFunctionObjArgs(hp->finish_source, value, data, NULL);
     Py_DECREF(data);
     return result;
@@ -459,23 +461,24 @@ read_offsets(PyTypeObject *type, PyObject *fields, Py_ssize_t *offsets, Py_ssize
 static PyObject *
 HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
+    /* tracekit/_hotpath.py passes all of these by keyword; _speedups.pyi types them. */
     static char *names[] = {
-        "recorder", "open", "ring_append", "finished_counter", "seq_counter", "capture", "step_type", "step_fields",
-        "hash_source", "finish_source", "dumps", "sort_option", "defer_limit", "max_in_flight",
-        "current_step", "get_running_loop", "current_task", "perf_ns", "monotonic", "py_start",
-        "py_end", "event_type", "event_fields", NULL};
-    int capture;
+        "recorder", "open", "ring_append", "finished_counter", "seq_counter", "capture",
+        "step_type", "step_fields", "hash_source", "finish_source", "dumps", "sort_option",
+        "defer_limit", "max_in_flight", "current_step", "get_running_loop", "current_task",
+        "perf_ns", "monotonic", "py_start", "py_end", "event_type", "event_fields", NULL};
     PyObject *recorder, *open, *ring_append, *finished, *seq, *step_type, *step_fields,
         *hash_source, *finish_source, *dumps, *sort_option, *current_step, *get_running_loop,
         *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields;
     Py_ssize_t defer_limit, max_in_flight;
-    int monotonic;
+    int capture, monotonic;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OO!OOOpO!OOOOOnnO!OOOpOOO!O:HotPath", names, &recorder, &PyDict_Type, &open,
-            &ring_append, &finished, &seq, &capture, &PyType_Type, &step_type, &step_fields, &hash_source,
-            &finish_source, &dumps, &sort_option, &defer_limit, &max_in_flight,
-            &PyContextVar_Type, &current_step, &get_running_loop, &current_task, &perf_ns,
-            &monotonic, &py_start, &py_end, &PyType_Type, &event_type, &event_fields))
+            args, kwargs, "OO!OOOpO!OOOOOnnO!OOOpOOO!O:HotPath", names,
+            &recorder, &PyDict_Type, &open, &ring_append, &finished, &seq, &capture,
+            &PyType_Type, &step_type, &step_fields, &hash_source, &finish_source, &dumps,
+            &sort_option, &defer_limit, &max_in_flight, &PyContextVar_Type, &current_step,
+            &get_running_loop, &current_task, &perf_ns, &monotonic, &py_start, &py_end,
+            &PyType_Type, &event_type, &event_fields))
         return NULL;
     if (!PyIter_Check(finished) || !PyIter_Check(seq)) {
         PyErr_SetString(PyExc_TypeError, "finished_counter and seq_counter must be iterators");
@@ -487,7 +490,8 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     hp->step_type = (PyTypeObject *)Py_NewRef(step_type);
     hp->event_type = (PyTypeObject *)Py_NewRef(event_type);
     if (read_offsets(hp->step_type, step_fields, hp->offsets, N_FIELDS) < 0
-        || read_offsets(hp->event_type, event_fields, hp->event_offsets, N_EVENT_FIELDS) < 0 || !(hp->recorder_ref = PyWeakref_NewRef(recorder, NULL))
+        || read_offsets(hp->event_type, event_fields, hp->event_offsets, N_EVENT_FIELDS) < 0
+        || !(hp->recorder_ref = PyWeakref_NewRef(recorder, NULL))
         || !(hp->dumps_kwnames = PyTuple_Pack(1, s_option))) {
         Py_DECREF(hp);
         return NULL;
@@ -545,6 +549,64 @@ HotPath_dealloc(HotPath *hp)
     Py_TYPE(hp)->tp_free((PyObject *)hp);
 }
 
+static PyObject *
+speedups_has_null(PyObject *module, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "has_null() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    return PyBool_FromLong(has_null(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)));
+}
+
+/* tracekit.hashing._has_non_finite for the JSON-native types: 1 a NaN or infinity is there,
+ * 0 none, -2 a type only the Python walk handles (subclasses, dataclasses, anything else).
+ * Runs no Python code, so the containers cannot change under it. */
+static int
+scan_non_finite(PyObject *v, int depth)
+{
+    if (v == Py_None || PyUnicode_CheckExact(v) || PyLong_CheckExact(v) || PyBool_Check(v))
+        return 0;
+    if (PyFloat_CheckExact(v))
+        return !isfinite(PyFloat_AS_DOUBLE(v));
+    if (depth > 512)
+        return -2;
+    int found = 0;
+    if (PyDict_CheckExact(v)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (!found && PyDict_Next(v, &pos, &key, &value))
+            found = scan_non_finite(value, depth + 1);
+        return found;
+    }
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+        PyObject **items = PySequence_Fast_ITEMS(v);
+        for (Py_ssize_t i = 0; !found && i < n; i++)
+            found = scan_non_finite(items[i], depth + 1);
+        return found;
+    }
+    return -2;
+}
+
+static PyObject *
+speedups_non_finite(PyObject *module, PyObject *value)
+{
+    int found = scan_non_finite(value, 0);
+    if (found < 0)
+        Py_RETURN_NONE;
+    return PyBool_FromLong(found);
+}
+
+static PyMethodDef module_functions[] = {
+    {"has_null", (PyCFunction)speedups_has_null, METH_O,
+     "has_null(data): whether b'null' occurs in data (memchr-based; as data.find(b'null') != -1)."},
+    {"non_finite", (PyCFunction)speedups_non_finite, METH_O,
+     "non_finite(value): whether a NaN or infinity hides in value; None when only the Python\n"
+     "walk can tell (a subclass, a dataclass, another type)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef HotPath_methods[] = {
     {"start", (PyCFunction)HotPath_start, METH_O,
      "on_node_start(event): as TraceRecorder.on_node_start."},
@@ -568,7 +630,7 @@ static PyTypeObject HotPath_Type = {
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "tracekit._speedups",
-    "The compiled common case of tracekit's observer callbacks.", -1, NULL,
+    "The compiled common case of tracekit's observer callbacks.", -1, module_functions,
 };
 
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return NULL

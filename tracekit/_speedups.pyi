@@ -6,6 +6,9 @@ from typing import Any
 
 N_FIELDS: int
 
+def has_null(data: bytes, /) -> bool: ...
+def non_finite(value: object, /) -> bool | None: ...
+
 class HotPath:
     def __init__(
         self,
