@@ -87,13 +87,18 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         event_type=NodeEvent,
         event_fields=tuple(NodeEvent.__dict__[name] for name in EVENT_FIELDS),
     )
+    uninstall(recorder)
     # Instance attributes shadow the methods: a runner's call goes straight to C.
     recorder.__dict__["on_node_start"] = hot.start
     recorder.__dict__["on_node_end"] = hot.end
+    recorder.__dict__["_hot_path"] = hot
     return True
 
 
 def uninstall(recorder: TraceRecorder) -> None:
-    """Back to the Python callbacks."""
+    """Back to the Python callbacks, also for callers still holding the compiled ones."""
+    hot = recorder.__dict__.pop("_hot_path", None)
+    if hot is not None:
+        hot.active = False
     recorder.__dict__.pop("on_node_start", None)
     recorder.__dict__.pop("on_node_end", None)

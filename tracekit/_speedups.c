@@ -57,6 +57,8 @@ typedef struct {
     PyObject *perf_ns;          /* time.perf_counter_ns: the clock the Python side reads */
     PyObject *py_start;         /* TraceRecorder.on_node_start, unbound */
     PyObject *py_end;           /* TraceRecorder.on_node_end, unbound */
+    char active;                /* cleared when the recorder is disabled: callers may hold
+                                   our bound methods, so they must then defer to Python */
 } HotPath;
 
 /* Interned names: attributes read, methods called, statuses written, orjson's keyword. */
@@ -173,7 +175,7 @@ internal_error(PyObject *recorder, PyObject *where)
 }
 
 /* The recorder, a new reference, or NULL when it is gone (then there is nothing to record).
- * No `enabled` check: TraceRecorder.enabled installs these callbacks only while it is True. */
+ * No `enabled` lookup per call: setting TraceRecorder.enabled clears `active` instead. */
 static PyObject *
 live_recorder(HotPath *hp)
 {
@@ -394,7 +396,7 @@ HotPath_start(HotPath *hp, PyObject *event)
     if (recorder == NULL)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     PyObject *result = NULL;
-    int outcome = fast_start(hp, recorder, event);
+    int outcome = hp->active ? fast_start(hp, recorder, event) : NOT_HERE;
     if (outcome == DONE) {
         result = Py_NewRef(Py_None);
     }
@@ -420,7 +422,7 @@ HotPath_end(HotPath *hp, PyObject *const *args, Py_ssize_t nargs)
     if (recorder == NULL)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     PyObject *result = NULL;
-    int outcome = fast_end(hp, args[0], args[1]);
+    int outcome = hp->active ? fast_end(hp, args[0], args[1]) : NOT_HERE;
     if (outcome == DONE) {
         result = Py_NewRef(Py_None);
     }
@@ -514,6 +516,7 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     hp->monotonic = monotonic;
     hp->py_start = Py_NewRef(py_start);
     hp->py_end = Py_NewRef(py_end);
+    hp->active = 1;
     return (PyObject *)hp;
 }
 
@@ -615,6 +618,12 @@ static PyMethodDef HotPath_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef HotPath_members[] = {
+    {"active", T_BOOL, offsetof(HotPath, active), 0,
+     "False: every call goes to the Python methods (set when the recorder is disabled)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject HotPath_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tracekit._speedups.HotPath",
@@ -626,6 +635,7 @@ static PyTypeObject HotPath_Type = {
     .tp_clear = (inquiry)HotPath_clear,
     .tp_dealloc = (destructor)HotPath_dealloc,
     .tp_methods = HotPath_methods,
+    .tp_members = HotPath_members,
 };
 
 static struct PyModuleDef speedups_module = {

@@ -10,6 +10,7 @@ def has_null(data: bytes, /) -> bool: ...
 def non_finite(value: object, /) -> bool | None: ...
 
 class HotPath:
+    active: bool
     def __init__(
         self,
         *,
