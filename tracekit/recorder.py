@@ -68,6 +68,10 @@ class TraceRecorder:
 
     It is an :class:`~tracekit.observer.ExecutionObserver`. Use :meth:`run` around a run, or let
     an adapter call :meth:`flush_error` / :meth:`flush_success` for long-lived workers.
+
+    Where ``tracekit._speedups`` was built, each instance's ``on_node_start``/``on_node_end``
+    are compiled equivalents of the methods below, which they call for every unusual case
+    (``tracekit/_hotpath.py``); the methods below are the reference.
     """
 
     def __init__(self, config: TraceConfig, context: TraceContext) -> None:
