@@ -179,8 +179,13 @@ internal_error(PyObject *recorder, PyObject *where)
 static PyObject *
 live_recorder(HotPath *hp)
 {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *recorder;
+    return PyWeakref_GetRef(hp->recorder_ref, &recorder) > 0 ? recorder : NULL;
+#else
     PyObject *recorder = PyWeakref_GetObject(hp->recorder_ref);  /* borrowed */
     return recorder == NULL || recorder == Py_None ? NULL : Py_NewRef(recorder);
+#endif
 }
 
 /* The event's fields as new references; any other type of event is read by attribute. */
