@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import weakref
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +39,19 @@ def test_ci_builds_and_uses_the_compiled_callbacks() -> None:
         pytest.skip("only CI promises a compiler")
     assert built() is not None
     assert TraceRecorder(TraceConfig.from_env({}), CTX)._compiled
+
+
+def test_an_in_place_build_is_not_older_than_its_source() -> None:
+    """An editable install builds the extension once; after editing the C, reinstall."""
+    compiled = built()
+    if compiled is None or compiled.__file__ is None:
+        pytest.skip("tracekit._speedups was not built")
+    source = Path(compiled.__file__).with_name("_speedups.c")
+    if not source.exists():
+        pytest.skip("an installed wheel: no source beside it")
+    assert Path(compiled.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        f"{compiled.__file__} is older than {source}: rerun `pip install -e .`"
+    )
 
 
 def _recorder(compiled: bool, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> TraceRecorder:
