@@ -14,8 +14,8 @@ import os
 import threading
 import time
 import weakref
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
