@@ -228,3 +228,30 @@ def test_off_mode_ignores_all_misuse(tmp_path: Path, context: TraceContext) -> N
     rec.on_validation(None, None)  # type: ignore[arg-type]
     assert rec.flush_error(ValueError("x")) is None
     assert rec.misuse == {} and not (tmp_path / "t.json").exists()
+
+
+def test_misuse_counts_are_exact_when_threads_misbehave_at_once(tmp_path: Path, context: TraceContext) -> None:
+    import sys
+    import threading
+
+    rec = _recorder(tmp_path, context)
+    # Switch threads as often as possible, so an unlocked read-add-write would lose counts.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads_n, per_thread = 8, 2_000
+    go = threading.Barrier(threads_n)
+
+    def misbehave(i: int) -> None:
+        go.wait()
+        for _ in range(per_thread):
+            rec.on_node_end(_ev(f"never-{i}"), None)
+
+    try:
+        threads = [threading.Thread(target=misbehave, args=(i,)) for i in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert rec.misuse == {"end_without_start": threads_n * per_thread}

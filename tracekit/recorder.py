@@ -86,6 +86,7 @@ class TraceRecorder:
         self.last_trace_path: Path | None = None
         #: Misuses tolerated (end without start, unknown step, ...), by kind.
         self.misuse: dict[str, int] = {}
+        self._misuse_lock = threading.Lock()  # taken for a count only, never around a call out
         self._ring: deque[Step] = deque(maxlen=config.buffer)
         self._finished = TickCounter()  # steps ever finished; see snapshot() for "dropped"
         self._finished_at_reset = 0
@@ -362,8 +363,7 @@ class TraceRecorder:
         The oldest tenth of the table goes at once, so the O(n) scan is paid once per
         ``MAX_IN_FLIGHT // 10`` starts; each dropped step is counted as a misuse.
         """
-        dropped = self._open.drop_oldest(max(1, MAX_IN_FLIGHT // 10))
-        self.misuse["in_flight_dropped"] = self.misuse.get("in_flight_dropped", 0) + dropped
+        self._count_misuse("in_flight_dropped", self._open.drop_oldest(max(1, MAX_IN_FLIGHT // 10)))
         _log.warning(
             "tracekit: more than %d steps in flight; the oldest were dropped (runner never ended "
             "them?); counted in recorder.misuse['in_flight_dropped']",
@@ -428,10 +428,14 @@ class TraceRecorder:
 
     # --- misuse and internal errors never reach the runner -------------------------------------
 
+    def _count_misuse(self, kind: str, n: int = 1) -> int:
+        """Add ``n`` to ``misuse[kind]``; return the new count (exact under concurrent misuse)."""
+        with self._misuse_lock:
+            count = self.misuse[kind] = self.misuse.get(kind, 0) + n
+        return count
+
     def _misused(self, kind: str, event: NodeEvent) -> None:
-        count = self.misuse.get(kind, 0) + 1
-        self.misuse[kind] = count
-        if count == 1:
+        if self._count_misuse(kind) == 1:
             _log.warning(
                 "tracekit: %s for node %r (step_id=%r); tolerated, counted in recorder.misuse",
                 kind.replace("_", " "),
@@ -440,9 +444,7 @@ class TraceRecorder:
             )
 
     def _internal_error(self, where: str) -> None:
-        count = self.misuse.get("internal_error", 0) + 1
-        self.misuse["internal_error"] = count
-        if count == 1:
+        if self._count_misuse("internal_error") == 1:
             _log.warning("tracekit: internal error in %s; the runner is unaffected", where,
                          exc_info=True)
 
@@ -478,7 +480,7 @@ class TraceRecorder:
             return None
         try:
             if scope not in SCOPES:
-                self.misuse["invalid_scope"] = self.misuse.get("invalid_scope", 0) + 1
+                self._count_misuse("invalid_scope")
                 _log.warning("tracekit: emit_error(scope=%r) is not one of %s; recorded as 'runner'",
                              scope, ", ".join(SCOPES))
                 scope = "runner"
