@@ -230,7 +230,7 @@ def test_off_mode_ignores_all_misuse(tmp_path: Path, context: TraceContext) -> N
     assert rec.misuse == {} and not (tmp_path / "t.json").exists()
 
 
-def test_misuse_counts_are_exact_when_threads_misbehave_at_once(tmp_path: Path, context: TraceContext) -> None:
+def test_misuse_counts_stay_exact_when_threads_misbehave(tmp_path: Path, context: TraceContext) -> None:
     import sys
     import threading
 
