@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import click
 
+from tracekit._durations import human_duration
+
 __all__ = [
     "SHORT_HASH",
     "STATUS_COLORS",
@@ -67,13 +69,7 @@ def fmt_duration(step: dict[str, Any]) -> str:
         ns = raw_ms * 1_000_000
     else:
         return "-"
-    if ns < 1_000_000:
-        return f"{ns // 1_000} us"
-    if ns < 1_000_000_000:
-        return f"{ns // 1_000_000} ms"
-    if ns < 60_000_000_000:
-        return f"{ns / 1e9:.2f} s"
-    return f"{ns // 60_000_000_000} min {ns % 60_000_000_000 // 1_000_000_000} s"
+    return human_duration(ns)
 
 
 def table(

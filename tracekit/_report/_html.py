@@ -6,6 +6,8 @@ import html
 from collections.abc import Mapping
 from typing import Any, Final
 
+from tracekit._durations import human_duration
+
 __all__ = ["esc", "fmt_duration", "hash_short", "text"]
 
 _HASH_SHOWN: Final = 12  # hex digits of a hash shown inline; the full value is in the tooltip
@@ -23,18 +25,7 @@ def esc(value: Any, default: str = "") -> str:
     return html.escape(text(value, default), quote=True)
 
 
-def fmt_duration(ns: int) -> str:
-    """A duration for people: ``850 ns``, ``12.3 µs``, ``4.56 ms``, ``1.23 s``, ``2 min 3 s``."""
-    if ns < 1_000:
-        return f"{ns} ns"
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.3g} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.3g} ms"
-    if ns < 60_000_000_000:
-        return f"{ns / 1_000_000_000:.3g} s"
-    minutes, rest = divmod(ns // 1_000_000_000, 60)
-    return f"{minutes} min {rest} s"
+fmt_duration: Final = human_duration  # one formatter for the report and `tracekit show`
 
 
 def hash_short(value: Any) -> tuple[str, str]:
