@@ -54,6 +54,14 @@ def test_an_in_place_build_is_not_older_than_its_source() -> None:
     )
 
 
+def test_the_compiled_code_knows_every_field_of_a_step_and_an_event() -> None:
+    from tracekit._hotpath import EVENT_FIELDS, STEP_FIELDS
+    from tracekit.model import Step
+
+    assert sorted(STEP_FIELDS) == sorted(Step.__slots__)
+    assert sorted(EVENT_FIELDS) == sorted(NodeEvent.__slots__)
+
+
 def _recorder(compiled: bool, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> TraceRecorder:
     with monkeypatch.context() as m:
         if not compiled:

@@ -25,14 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENT_FIELDS", "STEP_FIELDS", "callbacks_here", "install", "uninstall"]
 
-_MONOTONIC: Final = "clock_gettime(CLOCK_MONOTONIC)"
+#: Whether perf_counter_ns reads CLOCK_MONOTONIC here: then C reads it without a call to Python.
+_PERF_IS_MONOTONIC: Final = (
+    time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)"
+)
 
 #: NodeEvent's slots in the order _speedups.c reads them.
 EVENT_FIELDS: Final = (
     "node_id", "component_id", "operation", "payload", "step_id", "parent_step_id", "attempt",
 )
 
-#: Step's slots in the order _speedups.c fills them.
+#: Step's slots in the order _speedups.c fills them (all of them: it builds steps whole).
 STEP_FIELDS: Final = (
     "seq", "node_id", "component_id", "operation", "given_id", "parent_step_id", "attempt",
     "start_ns", "input_src", "capture", "ctx_key", "end_ns", "status", "output_src",
@@ -80,8 +83,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         get_running_loop=get_running_loop,
         current_task=current_task,
         perf_ns=time.perf_counter_ns,
-        # Then C reads the same clock without a call into Python.
-        monotonic=time.get_clock_info("perf_counter").implementation == _MONOTONIC,
+        monotonic=_PERF_IS_MONOTONIC,
         py_start=TraceRecorder.on_node_start,
         py_end=TraceRecorder.on_node_end,
         event_type=NodeEvent,
