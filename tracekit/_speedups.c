@@ -9,9 +9,10 @@
  * Why C: at ~1 us per node, the interpreter's cost per line (attribute loads, calls, object
  * construction) is most of the bill; orjson's dumps is the only real work left at callback time.
  *
- * Threading: runs under the GIL; the only Python code it calls between reading and updating the
- * in-flight table is none (dict calls on str/int/task keys), so each update is atomic, as the
- * Python version's single dict call is.
+ * Threading: runs under the GIL, and runs no Python code between reading and updating the
+ * in-flight table (dict calls on str/int/task keys), so each update is atomic, as the Python
+ * version's single dict call is. A free-threaded build re-enables the GIL on import (this module
+ * does not declare Py_mod_gil).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -301,7 +302,8 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
     PyObject *r = NULL;
     if (held != step) {
         /* The key is taken: Python stacks the step (and counts a reused step id). */
-        PyObject *args[6] = {recorder, key, held, step, event, step_id != Py_None ? Py_True : Py_False};
+        PyObject *reused = step_id != Py_None ? Py_True : Py_False;
+        PyObject *args[6] = {recorder, key, held, step, event, reused};
         Py_INCREF(held);
         r = PyObject_VectorcallMethod(s_key_taken, args, 6, NULL);
         Py_DECREF(held);
@@ -317,9 +319,8 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
 done:
     for (int i = 0; i < N_EVENT_FIELDS; i++)
         Py_XDECREF(fields[i]);
-    Py_XDECREF(ctx);
-    Py_XDECREF(src);
-    Py_XDECREF(capture); Py_XDECREF(start_ns); Py_XDECREF(seq); Py_XDECREF(step); Py_XDECREF(key);
+    Py_XDECREF(ctx); Py_XDECREF(src); Py_XDECREF(capture); Py_XDECREF(start_ns);
+    Py_XDECREF(seq); Py_XDECREF(step); Py_XDECREF(key);
     return outcome;
 }
 
