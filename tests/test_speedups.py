@@ -79,12 +79,12 @@ def _steps(rec: TraceRecorder) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[TraceRecorder], None]], None]]:
+def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TraceRecorder]]:
     """Run a scenario on both recorders; assert the same steps, misuse counts and dropped count."""
     if built() is None:
         pytest.skip("tracekit._speedups was not built")
 
-    def check(scenario: Callable[[TraceRecorder], None], **overrides: Any) -> None:
+    def check(scenario: Callable[[TraceRecorder], None], **overrides: Any) -> TraceRecorder:
         fast = _recorder(True, monkeypatch, **overrides)
         slow = _recorder(False, monkeypatch, **overrides)
         scenario(fast)
@@ -92,6 +92,7 @@ def both(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[TraceR
         assert _steps(fast) == _steps(slow)
         assert fast.misuse == slow.misuse
         assert fast.snapshot()["buffer"] == slow.snapshot()["buffer"]
+        return fast
 
     yield check
 
@@ -144,8 +145,14 @@ def test_events_the_fast_path_hands_to_python(both: Any) -> None:
         step_id = parent_step_id = None
         attempt = 1
 
-    weird: list[Any] = [ev(7), ev("n", attempt=0), ev("n", attempt=True), ev("n", step_id=""),
-                        ev("n", parent_step_id=3), NodeEvent("n", 5, "run"), Duck()]
+    class Broken(Duck):  # reading the payload raises: an internal error, never the runner's
+        @property
+        def payload(self) -> Any:  # type: ignore[override]
+            raise RuntimeError("payload unavailable")
+
+    weird: list[Any] = [ev(7), ev(["unhashable"]), ev("n", attempt=0), ev("n", attempt=True),
+                        ev("n", step_id=""), ev("n", parent_step_id=3), NodeEvent("n", 5, "run"),
+                        Duck(), Broken()]
 
     def scenario(rec: TraceRecorder) -> None:
         for e in weird:
@@ -153,7 +160,9 @@ def test_events_the_fast_path_hands_to_python(both: Any) -> None:
             rec.on_node_end(e, 1)
         rec.on_node_end(ev("never-started"), 1)
 
-    both(scenario)
+    fast = both(scenario)
+    assert fast.misuse["internal_error"] == 2  # Broken's start; the end of the unhashable node id
+    assert fast.misuse["bad_event_field"] >= 6 and fast.misuse["end_without_start"] >= 1
 
 
 def test_a_key_started_again_before_it_ended_stacks(both: Any) -> None:
