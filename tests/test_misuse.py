@@ -255,3 +255,21 @@ def test_misuse_counts_stay_exact_when_threads_misbehave(tmp_path: Path, context
     finally:
         sys.setswitchinterval(old)
     assert rec.misuse == {"end_without_start": threads_n * per_thread}
+
+
+def test_unhashable_ids_still_pair_their_start_and_end(tmp_path: Path, context: TraceContext) -> None:
+    rec = _recorder(tmp_path, context)
+    with rec.run():
+        listed = _ev(["a", "list"])  # a runner passing a list as node_id
+        rec.on_node_start(listed)
+        rec.on_node_end(listed, {"ok": 1})
+        failing = _ev({"a": "dict"}, step_id=["also", "a", "list"])
+        rec.on_node_start(failing)
+        rec.on_node_error(failing, ValueError("bad row"))
+    doc = _valid(tmp_path / "t.json")
+    assert [(s["node_id"], s["status"]) for s in doc["steps"]] == [
+        ("['a', 'list']", "completed"),
+        ("{'a': 'dict'}", "failed"),
+    ]
+    assert "internal_error" not in rec.misuse and "end_without_start" not in rec.misuse
+    assert rec.in_flight() == []

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracekit._coerce import text
 from tracekit.model import Step
 
-__all__ = ["InFlight", "Stack"]
+__all__ = ["InFlight", "Stack", "stand_in"]
+
+
+def stand_in(runner_id: Any) -> Any:
+    """``runner_id`` (a node or step id) as part of a key: itself, or its text if unhashable.
+
+    A runner that passes a list as ``node_id`` still gets its start and end paired.
+    """
+    try:
+        hash(runner_id)
+    except TypeError:
+        return ("$unhashable", text(runner_id))
+    return runner_id
 
 
 class Stack(list[Step]):

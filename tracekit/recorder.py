@@ -31,7 +31,7 @@ from tracekit._context import get_ident as _get_ident
 from tracekit._context import get_running_loop as _get_running_loop
 from tracekit._counter import TickCounter
 from tracekit._envelope import RECORDER_NAME, build_envelope
-from tracekit._inflight import InFlight
+from tracekit._inflight import InFlight, stand_in
 from tracekit.config import TraceConfig, TraceMode
 from tracekit.events import SCOPES, ErrorChannel, ErrorEvent, Scope, json_context, json_tags
 from tracekit.hashing import hash_source
@@ -213,7 +213,11 @@ class TraceRecorder:
                 loop = _get_running_loop()
                 task = None if loop is None else _current_task(loop)
                 key = (_get_ident() if task is None else task, event.node_id)
-            step = self._open.pop(key, None)
+            try:
+                step = self._open.pop(key, None)
+            except TypeError:  # an unhashable id: paired as _start keyed it
+                key = self._key(event)
+                step = self._open.pop(key, None)
             if type(step) is not Step:
                 step = self._open.take(key, step)  # a Stack, or nothing in flight
                 if step is None:
@@ -314,6 +318,7 @@ class TraceRecorder:
         # The same test as _coerce.coerce_event, inline: a call would cost more than the test.
         if not well_typed:
             event = self._checked(event)
+            original_key, original_node = stand_in(original_key), stand_in(original_node)
         payload = event.payload
         input_src = hash_source(payload)
         capture = self._capture_of(payload, input_src) if self._capture else None
@@ -371,7 +376,9 @@ class TraceRecorder:
         )
 
     def _key(self, event: NodeEvent) -> Any:
-        return event.step_id if event.step_id is not None else (execution_key(), event.node_id)
+        """Where ``event``'s step is in flight (as _start keyed it; ids a runner got wrong too)."""
+        sid = event.step_id
+        return stand_in(sid) if sid is not None else (execution_key(), stand_in(event.node_id))
 
     def _take(self, event: NodeEvent) -> Step | None:
         return self._open.pop_step(self._key(event))
