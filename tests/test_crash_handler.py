@@ -245,3 +245,22 @@ def test_uninstall_restores_the_previous_signal_handler(context: TraceContext) -
         assert signal.getsignal(signal.SIGUSR1) == mine
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.parametrize("pure", ["", "1"])
+def test_at_exit_only_recorders_still_in_use_are_flushed(tmp_path: Path, pure: str) -> None:
+    proc = run_child(tmp_path, f"""
+        import gc
+        gc.disable()  # what a collection at exit must not depend on
+        install_crash_handler()
+        def setup(out):
+            from tracekit import TraceConfig
+            r = TraceRecorder(TraceConfig.create(out=out), rec.context)
+            r.on_node_start(NodeEvent("n", "comp", "run"))  # an unfinished run
+            return r.on_node_start, r.on_node_end
+        kept = setup({str(tmp_path / "kept.json")!r})  # only its callbacks are held: still in use
+        setup({str(tmp_path / "dropped.json")!r})  # nothing holds it any more
+    """, TRACEKIT_PURE_PYTHON=pure)
+    assert proc.returncode == 0, proc.stderr
+    assert load(tmp_path / "kept.json")["run"]["outcome"] == "in_progress"
+    assert not (tmp_path / "dropped.json").exists()

@@ -165,6 +165,42 @@ def test_events_the_fast_path_hands_to_python(both: Any) -> None:
     assert fast.misuse["bad_event_field"] >= 6 and fast.misuse["end_without_start"] >= 1
 
 
+def test_keyword_calls_are_the_same_calls(both: Any) -> None:
+    def scenario(rec: TraceRecorder) -> None:
+        e = ev("kw", {"a": 1})
+        rec.on_node_start(event=e)
+        rec.on_node_end(e, output=2)
+        f = ev("kw2", {"b": 1})
+        rec.on_node_start(f)
+        rec.on_node_end(output=3, event=f)
+
+    both(scenario)
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    ("callback", "args", "kwargs"),
+    [
+        ("on_node_start", (), {}),
+        ("on_node_start", (1, 2), {}),
+        ("on_node_start", (), {"evnt": 1}),
+        ("on_node_end", (1,), {}),
+        ("on_node_end", (1,), {"event": 1, "output": 2}),
+        ("on_node_end", (1, 2, 3), {}),
+    ],
+)
+def test_wrong_calls_raise_what_python_raises(
+    callback: str, args: tuple[Any, ...], kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = []
+    for compiled in (True, False):
+        method = getattr(_recorder(compiled, monkeypatch), callback)
+        with pytest.raises(TypeError) as raised:
+            method(*args, **kwargs)
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+
+
 def test_a_key_started_again_before_it_ended_stacks(both: Any) -> None:
     def scenario(rec: TraceRecorder) -> None:
         outer, inner = ev("rec", 1), ev("rec", 2)
@@ -307,15 +343,22 @@ def test_disabling_a_recorder_at_run_time_is_honoured(monkeypatch: pytest.Monkey
 
 
 @needs_speedups
-def test_callbacks_outliving_their_recorder_do_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    rec = _recorder(True, monkeypatch)
-    start, end = rec.on_node_start, rec.on_node_end
+@pytest.mark.parametrize("compiled", [True, False])
+def test_callbacks_keep_their_recorder_alive_as_bound_methods_do(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = _recorder(compiled, monkeypatch)
+    start, end = rec.on_node_start, rec.on_node_end  # a runner may keep only these
     gone = weakref.ref(rec)
     del rec
     gc.collect()
-    assert gone() is None
-    start(ev("n"))
-    end(ev("n"), 1)
+    start(ev("kept"))
+    end(ev("kept"), 1)
+    kept = gone()
+    assert kept is not None and [s.node_id for s in kept._ring] == ["kept"]
+    del start, end, kept
+    gc.collect()
+    assert gone() is None  # and freed once nothing holds them
 
 
 @needs_speedups

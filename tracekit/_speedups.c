@@ -34,7 +34,8 @@ enum { E_NODE_ID, E_COMPONENT_ID, E_OPERATION, E_PAYLOAD, E_STEP_ID, E_PARENT_ST
 
 typedef struct {
     PyObject_HEAD
-    PyObject *recorder_ref;     /* weakref: the recorder holds our bound methods */
+    PyObject *recorder;         /* held as a bound method's __self__ is: a runner may keep only
+                                   our callbacks (the cycle through the recorder is collected) */
     PyObject *open;             /* recorder._open, an InFlight (dict subclass) */
     PyObject *ring_append;      /* recorder._ring.append */
     PyObject *finished;         /* recorder._finished.counter: an itertools.count of ended steps */
@@ -65,7 +66,8 @@ typedef struct {
 /* Interned names: attributes read, methods called, statuses written, orjson's keyword. */
 static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id, *s_parent_step_id,
     *s_attempt, *s_payload, *s_in_flight, *s_completed, *s_internal_error, *s_drop_oldest,
-    *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end;
+    *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end, *s_event,
+    *s_output;
 
 /* What a fast path did: all of it; nothing (Python decides); failed before changing anything
  * (an error is set; Python decides); failed after (an internal error, as Python logs it). */
@@ -173,20 +175,6 @@ internal_error(PyObject *recorder, PyObject *where)
         return clear_if_exception() < 0 ? NULL : Py_NewRef(Py_None);
     Py_DECREF(result);
     Py_RETURN_NONE;
-}
-
-/* The recorder, a new reference, or NULL when it is gone (then there is nothing to record).
- * No `enabled` lookup per call: setting TraceRecorder.enabled clears `active` instead. */
-static PyObject *
-live_recorder(HotPath *hp)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *recorder;
-    return PyWeakref_GetRef(hp->recorder_ref, &recorder) > 0 ? recorder : NULL;
-#else
-    PyObject *recorder = PyWeakref_GetObject(hp->recorder_ref);  /* borrowed */
-    return recorder == NULL || recorder == Py_None ? NULL : Py_NewRef(recorder);
-#endif
 }
 
 /* The event's fields as new references; any other type of event is read by attribute. */
@@ -395,52 +383,81 @@ fast_end(HotPath *hp, PyObject *event, PyObject *output)
     return outcome;
 }
 
-static PyObject *
-HotPath_start(HotPath *hp, PyObject *event)
+/* The arguments as the Python signature binds them (positional or by keyword): 0, or -1 when
+ * Python would bind them otherwise or raise (then the Python method is called to do so). */
+static int
+bind_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject *const *names,
+          int n, PyObject **out)
 {
-    PyObject *recorder = live_recorder(hp);
-    if (recorder == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    if (nargs > n)
+        return -1;
+    for (int i = 0; i < n; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int found = -1;
+        for (int i = 0; i < n && found < 0; i++)
+            if (name == names[i] || PyUnicode_Compare(name, names[i]) == 0)
+                found = i;
+        if (found < 0 || out[found] != NULL)
+            return -1;
+        out[found] = args[nargs + k];
+    }
+    for (int i = 0; i < n; i++)
+        if (out[i] == NULL)
+            return -1;
+    return 0;
+}
+
+/* The Python method, called as the runner called us. */
+static PyObject *
+delegate(PyObject *method, PyObject *recorder, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames)
+{
+    PyObject *bound = PyMethod_New(method, recorder);
+    if (bound == NULL)
+        return NULL;
+    PyObject *result = PyObject_Vectorcall(bound, args, nargs, kwnames);
+    Py_DECREF(bound);
+    return result;
+}
+
+/* on_node_start(event) and on_node_end(event, output): the fast path, else the Python method. */
+static PyObject *
+callback(HotPath *hp, int is_start, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    /* No `enabled` lookup per call: setting TraceRecorder.enabled clears `active` instead. */
+    if (hp->recorder == NULL)
+        Py_RETURN_NONE;  /* cleared by the garbage collector */
+    PyObject *recorder = Py_NewRef(hp->recorder);
+    PyObject *names[2] = {s_event, s_output};
+    PyObject *bound[2];
+    int outcome = NOT_HERE;
+    if (hp->active && bind_args(args, nargs, kwnames, names, is_start ? 1 : 2, bound) == 0)
+        outcome = is_start ? fast_start(hp, recorder, bound[0])
+                           : fast_end(hp, bound[0], bound[1]);
     PyObject *result = NULL;
-    int outcome = hp->active ? fast_start(hp, recorder, event) : NOT_HERE;
-    if (outcome == DONE) {
+    if (outcome == DONE)
         result = Py_NewRef(Py_None);
-    }
-    else if (outcome == FAILED_AFTER) {
-        result = internal_error(recorder, s_on_node_start);
-    }
-    else if (outcome == NOT_HERE || clear_if_exception() == 0) {
-        PyObject *args[2] = {recorder, event};
-        result = PyObject_Vectorcall(hp->py_start, args, 2, NULL);
-    }
+    else if (outcome == FAILED_AFTER)
+        result = internal_error(recorder, is_start ? s_on_node_start : s_on_node_end);
+    else if (outcome == NOT_HERE || clear_if_exception() == 0)
+        result = delegate(is_start ? hp->py_start : hp->py_end, recorder, args, nargs, kwnames);
     Py_DECREF(recorder);
     return result;
 }
 
 static PyObject *
-HotPath_end(HotPath *hp, PyObject *const *args, Py_ssize_t nargs)
+HotPath_start(HotPath *hp, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "on_node_end() takes 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *recorder = live_recorder(hp);
-    if (recorder == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    PyObject *result = NULL;
-    int outcome = hp->active ? fast_end(hp, args[0], args[1]) : NOT_HERE;
-    if (outcome == DONE) {
-        result = Py_NewRef(Py_None);
-    }
-    else if (outcome == FAILED_AFTER) {
-        result = internal_error(recorder, s_on_node_end);
-    }
-    else if (outcome == NOT_HERE || clear_if_exception() == 0) {
-        PyObject *call[3] = {recorder, args[0], args[1]};
-        result = PyObject_Vectorcall(hp->py_end, call, 3, NULL);
-    }
-    Py_DECREF(recorder);
-    return result;
+    return callback(hp, 1, args, nargs, kwnames);
+}
+
+static PyObject *
+HotPath_end(HotPath *hp, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return callback(hp, 0, args, nargs, kwnames);
 }
 
 /* Where each __slots__ member of `type` named in `fields` (member descriptors) lives. */
@@ -499,11 +516,11 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     hp->event_type = (PyTypeObject *)Py_NewRef(event_type);
     if (read_offsets(hp->step_type, step_fields, hp->offsets, N_FIELDS) < 0
         || read_offsets(hp->event_type, event_fields, hp->event_offsets, N_EVENT_FIELDS) < 0
-        || !(hp->recorder_ref = PyWeakref_NewRef(recorder, NULL))
         || !(hp->dumps_kwnames = PyTuple_Pack(1, s_option))) {
         Py_DECREF(hp);
         return NULL;
     }
+    hp->recorder = Py_NewRef(recorder);
     hp->open = Py_NewRef(open);
     hp->ring_append = Py_NewRef(ring_append);
     hp->finished = Py_NewRef(finished);
@@ -529,7 +546,7 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static int
 HotPath_traverse(HotPath *hp, visitproc visit, void *arg)
 {
-    Py_VISIT(hp->recorder_ref); Py_VISIT(hp->open); Py_VISIT(hp->ring_append);
+    Py_VISIT(hp->recorder); Py_VISIT(hp->open); Py_VISIT(hp->ring_append);
     Py_VISIT(hp->finished); Py_VISIT(hp->seq); Py_VISIT(hp->step_type);
     Py_VISIT(hp->hash_source); Py_VISIT(hp->finish_source); Py_VISIT(hp->dumps);
     Py_VISIT(hp->dumps_kwnames); Py_VISIT(hp->sort_option); Py_VISIT(hp->current_step);
@@ -541,7 +558,7 @@ HotPath_traverse(HotPath *hp, visitproc visit, void *arg)
 static int
 HotPath_clear(HotPath *hp)
 {
-    Py_CLEAR(hp->recorder_ref); Py_CLEAR(hp->open); Py_CLEAR(hp->ring_append);
+    Py_CLEAR(hp->recorder); Py_CLEAR(hp->open); Py_CLEAR(hp->ring_append);
     Py_CLEAR(hp->finished); Py_CLEAR(hp->seq); Py_CLEAR(hp->step_type);
     Py_CLEAR(hp->hash_source); Py_CLEAR(hp->finish_source); Py_CLEAR(hp->dumps);
     Py_CLEAR(hp->dumps_kwnames); Py_CLEAR(hp->sort_option); Py_CLEAR(hp->current_step);
@@ -617,9 +634,9 @@ static PyMethodDef module_functions[] = {
 };
 
 static PyMethodDef HotPath_methods[] = {
-    {"start", (PyCFunction)HotPath_start, METH_O,
+    {"start", (PyCFunction)(void (*)(void))HotPath_start, METH_FASTCALL | METH_KEYWORDS,
      "on_node_start(event): as TraceRecorder.on_node_start."},
-    {"end", (PyCFunction)(void (*)(void))HotPath_end, METH_FASTCALL,
+    {"end", (PyCFunction)(void (*)(void))HotPath_end, METH_FASTCALL | METH_KEYWORDS,
      "on_node_end(event, output): as TraceRecorder.on_node_end."},
     {NULL, NULL, 0, NULL},
 };
@@ -670,6 +687,8 @@ PyInit__speedups(void)
     INTERN(s_drop_oldest, "_drop_oldest_in_flight");
     INTERN(s_on_node_start, "on_node_start");
     INTERN(s_on_node_end, "on_node_end");
+    INTERN(s_event, "event");
+    INTERN(s_output, "output");
     if (PyType_Ready(&HotPath_Type) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);

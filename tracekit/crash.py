@@ -20,6 +20,7 @@ lock, and nothing here ever raises (failures are logged on the ``tracekit`` logg
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import signal
 import sys
@@ -93,11 +94,17 @@ class CrashHandler:
     def installed(self) -> bool:
         return self._active
 
-    def _targets(self) -> list[TraceRecorder]:
+    def _targets(self, *, collect: bool = False) -> list[TraceRecorder]:
         if self._recorders is not None:
             return list(self._recorders)
         from tracekit.recorder import LIVE_RECORDERS
 
+        if collect:
+            # A recorder nobody holds any more can still be in LIVE_RECORDERS until the garbage
+            # collector runs (its compiled callbacks hold it, as stored bound methods would):
+            # collect first, so only recorders still in use are flushed. Not from a signal
+            # handler, which may interrupt any code.
+            gc.collect()
         return list(LIVE_RECORDERS)
 
     # --- hooks --------------------------------------------------------------------------------
@@ -152,7 +159,7 @@ class CrashHandler:
     def _at_exit(self) -> None:
         if not self._active:
             return
-        for recorder in self._targets():
+        for recorder in self._targets(collect=True):
             self._flush(recorder, self.failure, False)
 
     def _flush(self, recorder: TraceRecorder, exc: BaseException | None, cancelled: bool) -> None:
