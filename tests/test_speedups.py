@@ -201,6 +201,17 @@ def test_wrong_calls_raise_what_python_raises(
     assert messages[0] == messages[1]
 
 
+@needs_speedups
+def test_callbacks_show_the_python_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    fast, slow = _recorder(True, monkeypatch), _recorder(False, monkeypatch)
+    for name in ("on_node_start", "on_node_end"):  # some runners inspect their callbacks
+        compiled = inspect.signature(getattr(fast, name))
+        python = inspect.signature(getattr(slow, name))
+        assert list(compiled.parameters) == list(python.parameters)
+
+
 def test_a_key_started_again_before_it_ended_stacks(both: Any) -> None:
     def scenario(rec: TraceRecorder) -> None:
         outer, inner = ev("rec", 1), ev("rec", 2)

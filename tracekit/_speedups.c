@@ -635,9 +635,9 @@ static PyMethodDef module_functions[] = {
 
 static PyMethodDef HotPath_methods[] = {
     {"start", (PyCFunction)(void (*)(void))HotPath_start, METH_FASTCALL | METH_KEYWORDS,
-     "on_node_start(event): as TraceRecorder.on_node_start."},
+     "start($self, /, event)\n--\n\nAs TraceRecorder.on_node_start."},
     {"end", (PyCFunction)(void (*)(void))HotPath_end, METH_FASTCALL | METH_KEYWORDS,
-     "on_node_end(event, output): as TraceRecorder.on_node_end."},
+     "end($self, /, event, output)\n--\n\nAs TraceRecorder.on_node_end."},
     {NULL, NULL, 0, NULL},
 };
 
