@@ -113,6 +113,8 @@ class TraceRecorder:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self._enabled = bool(value)
+        if "_open" not in self.__dict__:
+            return  # set by a subclass before __init__ ran; __init__ decides
         # The compiled callbacks do not look at the flag: they are there only while it is True.
         self._compiled = self._enabled and _hotpath.install(self, MAX_IN_FLIGHT)
         if not self._compiled:
