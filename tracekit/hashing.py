@@ -140,6 +140,11 @@ def canonical_json(value: Any) -> bytes:
         data = _dumps(value, option=_SORT)
     except Exception:
         return _slow_canonical(value)
+    return _canonical_from(value, data)
+
+
+def _canonical_from(value: Any, data: bytes) -> bytes:
+    """The canonical JSON of ``value``, given ``data = orjson.dumps(value, option=SORT)``."""
     # orjson writes NaN and infinities as null; only then is a second look needed.
     if len(data) <= NAN_SCAN_LIMIT and _has_null(data) and _needs_slow_look(value):
         return _slow_canonical(value)
@@ -172,13 +177,7 @@ def finish_source(value: Any, data: bytes) -> bytes:
     For callers that already serialized ``value`` and found ``data`` not final as it is
     (larger than :data:`DEFER_LIMIT`, or holding a ``null`` that may be a NaN); never raises.
     """
-    try:
-        # orjson writes NaN and infinities as null; only then is a second look needed.
-        if len(data) <= NAN_SCAN_LIMIT and _has_null(data) and _needs_slow_look(value):
-            data = _slow_canonical(value)
-        return _sealed(data)
-    except Exception:
-        return _sealed(_slow_canonical(value))
+    return _sealed(_canonical_from(value, data))
 
 
 def _sealed(data: bytes) -> bytes:
