@@ -43,6 +43,11 @@ STEP_FIELDS: Final = (
 )
 
 
+# Their member descriptors, which tell C where each slot lives.
+_EVENT_SLOTS: Final = tuple(NodeEvent.__dict__[name] for name in EVENT_FIELDS)
+_STEP_SLOTS: Final = tuple(Step.__dict__[name] for name in STEP_FIELDS)
+
+
 def callbacks_here() -> tuple[str, str]:
     """Which callbacks a recorder made now would run (``compiled`` or ``python``), and why."""
     if built() is None:
@@ -72,7 +77,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         seq_counter=recorder._seq,
         capture=recorder._capture,
         step_type=Step,
-        step_fields=tuple(Step.__dict__[name] for name in STEP_FIELDS),
+        step_fields=_STEP_SLOTS,
         hash_source=hashing.hash_source,
         finish_source=hashing.finish_source,
         dumps=orjson.dumps,
@@ -87,7 +92,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         py_start=TraceRecorder.on_node_start,
         py_end=TraceRecorder.on_node_end,
         event_type=NodeEvent,
-        event_fields=tuple(NodeEvent.__dict__[name] for name in EVENT_FIELDS),
+        event_fields=_EVENT_SLOTS,
     )
     uninstall(recorder)
     # Instance attributes shadow the methods: a runner's call goes straight to C.

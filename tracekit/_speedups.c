@@ -210,6 +210,8 @@ now_ns(HotPath *hp)
     return PyObject_CallNoArgs(hp->perf_ns);
 }
 
+/* The test of tracekit._coerce.coerce_event (inlined in recorder._start too): fields of the
+ * types the envelope needs, so nothing needs correcting. */
 static int
 well_typed(PyObject *node_id, PyObject *component_id, PyObject *operation, PyObject *step_id,
            PyObject *parent, PyObject *attempt)

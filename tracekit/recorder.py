@@ -103,7 +103,8 @@ class TraceRecorder:
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)
         #: Whether on_node_start/on_node_end run compiled (see tracekit/_hotpath.py).
-        self._compiled = self._enabled and _hotpath.install(self, MAX_IN_FLIGHT)
+        self._compiled = False
+        self.enabled = config.enabled  # last: installs the compiled callbacks
 
     @property
     def enabled(self) -> bool:
