@@ -31,7 +31,7 @@ from blake3 import blake3
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
 from tracekit._native import PURE_PYTHON_ENV, built
-from tracekit.hashing import resolve_digest
+from tracekit.capture.hashing import resolve_digest
 
 CTX = TraceContext(pack_ref="bench@1", flow_id="bench", flow_version="1")
 PAYLOAD = {"user_id": 12345, "items": [1, 2, 3, 4], "region": "eu-west-1", "flag": True, "ratio": 0.25}

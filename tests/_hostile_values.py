@@ -98,7 +98,7 @@ class Haunted:
 
 
 def main() -> None:
-    from tracekit.hashing import hash_hex
+    from tracekit.capture.hashing import hash_hex
 
     values = pickle.loads(sys.stdin.buffer.read())
     for v in values:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from tracekit import TraceConfig, TraceContext, TraceRecorder
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 __all__ = ["load", "make"]
 

@@ -21,8 +21,8 @@ from celery.exceptions import Ignore, TaskRevokedError
 
 from tracekit import ConfigError, TraceContext, TraceRecorder
 from tracekit.adapters.celery import CeleryInstrumentation, instrument
-from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_value
+from tracekit.trace.schema import validate_document
 
 RESULT_TIMEOUT = 10.0
 POLL = 0.01

@@ -16,8 +16,8 @@ from hamilton import driver
 
 from tracekit import TraceContext, TraceRecorder
 from tracekit.adapters.hamilton import OPERATION, STEP_ID_PREFIX, TracekitHook
-from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_value
+from tracekit.trace.schema import validate_document
 
 FEATURES = '''
 import threading

@@ -23,7 +23,7 @@ from langgraph.types import RetryPolicy, interrupt
 
 from tracekit import NodeEvent, TraceContext
 from tracekit.adapters.langchain import COMPONENT_GRAPH, COMPONENT_NODE, TracekitCallbackHandler
-from tracekit.hashing import hash_value
+from tracekit.capture.hashing import hash_value
 
 
 class State(TypedDict):

@@ -21,7 +21,7 @@ from opentelemetry.trace import Status, StatusCode, format_span_id
 
 from tracekit import CompositeObserver, NodeEvent, TraceContext, ValidationIssue
 from tracekit.adapters.otel import OTelObserver, TracekitSpanProcessor
-from tracekit.hashing import hash_hex, hash_value
+from tracekit.capture.hashing import hash_hex, hash_value
 
 
 class QuoteUnavailable(RuntimeError):

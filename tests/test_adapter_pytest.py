@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from tracekit.adapters.pytest import PLUGIN_NAME
-from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_value
+from tracekit.trace.schema import validate_document
 
 pytest_plugins = ["pytester"]
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from _support import load, make
 
-from tracekit import NodeEvent, TraceContext, errors, register_control_flow
+from tracekit import NodeEvent, TraceContext, register_control_flow
+from tracekit.registry import registry
 
 
 @pytest.fixture(autouse=True)
 def _clean_control_flow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(errors, "CONTROL_FLOW_EXCEPTIONS", list(errors.CONTROL_FLOW_EXCEPTIONS))
-    monkeypatch.setattr(errors, "_control_flow", tuple(errors.CONTROL_FLOW_EXCEPTIONS))
+    state = registry.snapshot()
     yield
+    registry.restore(state)
 
 
 

@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, ValidationIssue
+from tracekit.capture.hashing import canonical_json, hash_hex
 from tracekit.config import DEFAULT_MAX_CAPTURE_BYTES, DEFAULT_MAX_DETAIL_CHARS
-from tracekit.hashing import canonical_json, hash_hex
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 FIFTY_MB = 50 * 1024 * 1024
 SMALL_TRACE = 256 * 1024  # what a trace with one 50 MB input may grow to, at most

@@ -1,4 +1,4 @@
-"""Semantic rules (tracekit.semantic): each one broken, alone, on a real recorder trace."""
+"""Semantic rules (tracekit.trace.semantic): each one broken, alone, on a real recorder trace."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from _cli_support import failing_trace, invoke, load, success_trace, write_json
 
-from tracekit.semantic import RULES, semantic_problems, validate_trace
+from tracekit.trace.semantic import RULES, semantic_problems, validate_trace
 
 Doc = dict[str, Any]
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from _cli_support import FIXTURES, failing_trace, invoke, load, run_exe, success_trace, write_json
 
-from tracekit._cli._io import TraceLoadError, load_trace
+from tracekit.cli._io import TraceLoadError, load_trace
 
 LINE = re.compile(r"^(?P<file>.+?): (?P<pointer>/\S*): (?P<message>.+)$")
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, install_crash_handler
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 PRELUDE = """
 import sys, threading

@@ -20,9 +20,9 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit import recorder as recorder_module
-from tracekit.schema import validate_document
-from tracekit.sink import TEMP_MARKER
+from tracekit.trace import sink as sink_module
+from tracekit.trace.schema import validate_document
+from tracekit.trace.sink import TEMP_MARKER
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 STEPS = 5000  # ring buffer of the child: every flush writes all of them
@@ -52,14 +52,14 @@ def test_kill_9_mid_write_never_leaves_a_partial_trace(
     target = tmp_path / "trace.json"
     rng = random.Random(1234)
     swept: list[Path] = []
-    real_sweep = recorder_module.sweep_stale_temps
+    real_sweep = sink_module.sweep_stale_temps
 
     def spy(directory: Path) -> list[Path]:
         removed = real_sweep(directory)
         swept.extend(removed)
         return removed
 
-    monkeypatch.setattr(recorder_module, "sweep_stale_temps", spy)
+    monkeypatch.setattr(sink_module, "sweep_stale_temps", spy)
     stats = {"kills": 0, "complete_after_kill": 0, "absent_after_kill": 0, "stale_temps_swept": 0}
     for i in range(_kills()):
         child = subprocess.Popen(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracekit._cli._style import fmt_duration as show_duration
-from tracekit._durations import human_duration
-from tracekit._report._html import fmt_duration as report_duration
+from tracekit.cli._style import fmt_duration as show_duration
+from tracekit.export.durations import human_duration
+from tracekit.export.report._html import fmt_duration as report_duration
 
 
 @pytest.mark.parametrize(

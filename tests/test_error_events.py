@@ -11,7 +11,7 @@ import pytest
 from _support import load, make
 
 from tracekit import ErrorChannel, ErrorEvent, TraceContext
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 

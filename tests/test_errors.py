@@ -14,16 +14,15 @@ import pytest
 
 from tracekit import Traceable, errors, register_code, register_control_flow, register_hint
 from tracekit.errors import CODES, classify, error_record, hints_for, is_control_flow
+from tracekit.registry import registry
 
 
 @pytest.fixture(autouse=True)
 def _clean_registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Registrations made by a test do not leak into the next one."""
-    monkeypatch.setattr(errors, "_CODE_BY_TYPE", dict(errors._CODE_BY_TYPE))
-    monkeypatch.setattr(errors, "_HINTS_BY_TYPE", {k: list(v) for k, v in errors._HINTS_BY_TYPE.items()})
-    monkeypatch.setattr(errors, "CONTROL_FLOW_EXCEPTIONS", list(errors.CONTROL_FLOW_EXCEPTIONS))
-    monkeypatch.setattr(errors, "_control_flow", tuple(errors.CONTROL_FLOW_EXCEPTIONS))
+    state = registry.snapshot()
     yield
+    registry.restore(state)
 
 
 class StoreError(Exception):

@@ -13,7 +13,7 @@ import blake3
 import orjson
 import pytest
 
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 PIPELINE = Path(__file__).resolve().parent.parent / "examples" / "pipeline.py"
 

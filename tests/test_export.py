@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from tracekit.export import ExportError, to_chrome_trace, to_otlp_json
 from tracekit.export._timeline import parse_time_ns
 from tracekit.export.otlp import STATUS_CODE_ERROR, trace_id_for
-from tracekit.report import render_report
+from tracekit.export.report import render_report
 
 EPS = 1e-6  # microsecond floats carry nanoseconds to 3 decimals
 
@@ -361,7 +361,7 @@ def test_cli_export_usage_errors(trace_file: Path) -> None:
 
 
 def test_cli_export_unwritable_output(trace_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tracekit._cli.export as cli_export
+    import tracekit.cli.export as cli_export
 
     def refuse(target: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise PermissionError(13, "Permission denied", str(target))

@@ -22,9 +22,9 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit import sink as sink_module
-from tracekit.schema import validate_document
-from tracekit.sink import TEMP_MARKER
+from tracekit.trace import sink as sink_module
+from tracekit.trace.schema import validate_document
+from tracekit.trace.sink import TEMP_MARKER
 
 ERRNOS = (errno.ENOSPC, errno.EIO, errno.EROFS)
 FILE_STEPS = ("open", "write", "fsync", "replace", "dirfsync")

@@ -22,7 +22,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from tracekit.schema import load_schema, validate_document
+from tracekit.trace.schema import load_schema, validate_document
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

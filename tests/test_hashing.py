@@ -11,7 +11,7 @@ import orjson
 import pytest
 from blake3 import blake3
 
-from tracekit.hashing import canonical_json, digest, hash_hex, hash_value
+from tracekit.capture.hashing import canonical_json, digest, hash_hex, hash_value
 
 
 def _reference(value: object) -> str:
@@ -130,7 +130,7 @@ def test_generators_are_not_consumed() -> None:
 
 
 def test_nan_is_told_apart_up_to_the_scan_limit_and_hashes_as_orjson_past_it() -> None:
-    from tracekit.hashing import NAN_SCAN_LIMIT
+    from tracekit.capture.hashing import NAN_SCAN_LIMIT
 
     small_nan = {"pad": "x" * 100, "v": float("nan")}
     small_none = {"pad": "x" * 100, "v": None}

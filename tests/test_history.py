@@ -12,8 +12,8 @@ import pytest
 from _support import load
 
 from tracekit import NodeEvent, TraceContext, TraceRecorder
-from tracekit import recorder as recorder_module
-from tracekit.sink import history_stem
+from tracekit.trace import sink as sink_module
+from tracekit.trace.sink import history_stem
 
 NAME = re.compile(r"^(\d{8}-\d{6})-nightly(-\d+)?\.json$")
 SECOND_NS = 1_000_000_000
@@ -59,7 +59,7 @@ def test_a_run_is_named_by_its_utc_start_and_flow(context: TraceContext, history
 def test_two_recorders_in_the_same_second_get_two_files(
     context: TraceContext, history: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recorder_module, "history_stem", stems(lambda: FIXED_NS))
+    monkeypatch.setattr(sink_module, "history_stem", stems(lambda: FIXED_NS))
     first, second = TraceRecorder.from_env(context), TraceRecorder.from_env(context)
     fail_run(first, message="first")
     fail_run(second, message="second")
@@ -89,7 +89,7 @@ def test_later_flushes_of_a_run_rewrite_its_own_file(context: TraceContext, hist
 def test_earlier_runs_are_never_overwritten(
     context: TraceContext, history: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recorder_module, "history_stem", stems(lambda: FIXED_NS))
+    monkeypatch.setattr(sink_module, "history_stem", stems(lambda: FIXED_NS))
     rec = TraceRecorder.from_env(context, mode="always")
     with rec.run(), rec.step("one"):
         pass
@@ -108,7 +108,7 @@ def test_implicit_runs_of_a_worker_each_get_a_file(
     context: TraceContext, history: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = itertools.count(FIXED_NS, SECOND_NS)
-    monkeypatch.setattr(recorder_module, "history_stem", stems(lambda: next(clock)))
+    monkeypatch.setattr(sink_module, "history_stem", stems(lambda: next(clock)))
     rec = TraceRecorder.from_env(context)
     for task in ("t1", "t2"):
         event = NodeEvent(task, "worker", "run", payload=None)
@@ -125,7 +125,7 @@ def test_keep_retains_the_newest_n(
 ) -> None:
     monkeypatch.setenv("TRACEKIT_TRACE_KEEP", "2")
     clock = itertools.count(FIXED_NS, SECOND_NS)
-    monkeypatch.setattr(recorder_module, "history_stem", stems(lambda: next(clock)))
+    monkeypatch.setattr(sink_module, "history_stem", stems(lambda: next(clock)))
     history.mkdir()
     (history / "notes.txt").write_text("not a trace")  # other files are left alone
     rec = TraceRecorder.from_env(context)

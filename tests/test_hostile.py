@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, ValidationIssue
-from tracekit.hashing import canonical_json, hash_hex
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import canonical_json, hash_hex
+from tracekit.trace.schema import validate_document
 
 CHILD = Path(__file__).with_name("_hostile_values.py")
 STEPS_MUTATED = 100

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tracekit import NodeEvent
-from tracekit._inflight import InFlight, Stack
-from tracekit.model import Step
+from tracekit.recorder.inflight import InFlight, Stack
+from tracekit.trace.model import Step
 
 
 def _step(seq: int, node: str = "n") -> Step:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, ValidationIssue
-from tracekit.schema import validate_document
+from tracekit.trace.schema import validate_document
 
 REPEAT = 5  # every misuse is repeated: counted each time, logged only the first
 

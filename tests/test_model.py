@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracekit.model import rfc3339
+from tracekit.trace.model import rfc3339
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 

@@ -20,7 +20,7 @@ from tracekit import (
     TraceRecorder,
     ValidationIssue,
 )
-from tracekit.hashing import hash_value
+from tracekit.capture.hashing import hash_value
 
 
 def ev(node: str, payload: Any = None, **kw: Any) -> NodeEvent:
@@ -336,7 +336,7 @@ def test_failed_write_is_logged_kept_and_never_raised(
     def broken_replace(src: Any, dst: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("tracekit.sink.os.replace", broken_replace)
+    monkeypatch.setattr("tracekit.trace.sink.os.replace", broken_replace)
     rec = make(context)
     with caplog.at_level("WARNING", logger="tracekit"), pytest.raises(KeyError), rec.run():
         fail(rec, "a", KeyError("x"))
@@ -421,7 +421,7 @@ def test_a_runner_wrapping_a_node_error_is_not_a_second_failure(context: TraceCo
 
 
 def test_steps_never_ended_are_bounded(context: TraceContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tracekit.recorder as recorder_module
+    import tracekit.recorder.core as recorder_module
 
     monkeypatch.setattr(recorder_module, "MAX_IN_FLIGHT", 50)
     rec = make(context, mode="always")
@@ -439,7 +439,7 @@ def test_steps_never_ended_are_bounded(context: TraceContext, monkeypatch: pytes
 
 
 def test_tick_counter_counts_every_tick_across_threads() -> None:
-    from tracekit._counter import TickCounter
+    from tracekit.recorder._counter import TickCounter
 
     counter = TickCounter()
     assert counter.value() == 0

@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit.hashing import hash_hex
-from tracekit.redact import DENYLIST, REDACTED
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_hex
+from tracekit.capture.redact import DENYLIST, REDACTED
+from tracekit.trace.schema import validate_document
 
 SECRET = "s3cr3t-value"
 # Every documented word, in the spellings real payloads use.

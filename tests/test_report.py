@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracekit.export import ExportError, to_chrome_trace, to_otlp_json
-from tracekit.report import CONTENT_SECURITY_POLICY, render_report
+from tracekit.export.report import CONTENT_SECURITY_POLICY, render_report
 
 HOSTILE = "<script>alert(1)</script>"
 SHOT_SIZE = (1200, 800)

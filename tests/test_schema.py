@@ -19,7 +19,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit.schema import SCHEMA_FILE, load_schema, schema_path, validate_document
+from tracekit.trace.schema import SCHEMA_FILE, load_schema, schema_path, validate_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_SCHEMA = ROOT / "schemas" / SCHEMA_FILE
@@ -107,7 +107,7 @@ def test_installed_wheel_finds_and_uses_its_own_schema(wheel: Path, tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     # The installed copy comes first on the path; the checkout is neither the cwd nor on the path.
     env = {**os.environ, "PYTHONPATH": str(target)}
-    probe = "import tracekit.schema as s; print(s.__file__); print(s.schema_path())"
+    probe = "import tracekit.trace.schema as s; print(s.__file__); print(s.schema_path())"
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

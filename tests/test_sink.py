@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tracekit.sink import (
+from tracekit.trace.sink import (
     apply_retention,
     atomic_write,
     claim_history_file,
@@ -34,7 +34,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path, monkeypatch: py
     def no_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("tracekit.sink.os.fsync", no_fsync)
+    monkeypatch.setattr("tracekit.trace.sink.os.fsync", no_fsync)
     with pytest.raises(OSError):
         atomic_write(target, b"bad")
     assert target.read_bytes() == b"good"

@@ -23,10 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tracekit.recorder as recorder_module
-from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder, hashing
+import tracekit.recorder.core as recorder_module
+import tracekit.recorder.steps as steps_module
+from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
 from tracekit._native import PURE_PYTHON_ENV, built
-from tracekit.hashing import hash_source
+from tracekit.capture import hashing
+from tracekit.capture.hashing import hash_source
 
 needs_speedups = pytest.mark.skipif(built() is None, reason="tracekit._speedups was not built")
 CTX = TraceContext(pack_ref="p@1", flow_id="f", flow_version="1")
@@ -55,8 +57,8 @@ def test_an_in_place_build_is_not_older_than_its_source() -> None:
 
 
 def test_the_compiled_code_knows_every_field_of_a_step_and_an_event() -> None:
-    from tracekit._hotpath import EVENT_FIELDS, STEP_FIELDS
-    from tracekit.model import Step
+    from tracekit.recorder.hotpath import EVENT_FIELDS, STEP_FIELDS
+    from tracekit.trace.model import Step
 
     assert sorted(STEP_FIELDS) == sorted(Step.__slots__)
     assert sorted(EVENT_FIELDS) == sorted(NodeEvent.__slots__)
@@ -308,6 +310,7 @@ def test_a_fault_after_the_step_left_the_table_is_logged_not_raised(
 
     monkeypatch.setattr(hashing, "hash_source", broken)  # what the compiled path calls
     monkeypatch.setattr(recorder_module, "hash_source", broken)  # what the Python path calls
+    monkeypatch.setattr(steps_module, "hash_source", broken)
     rec = _recorder(compiled, monkeypatch)
     e = ev("n", 1)
     rec.on_node_start(e)
@@ -330,6 +333,7 @@ def test_an_interrupt_is_not_swallowed(compiled: bool, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(hashing, "hash_source", interrupted)
     monkeypatch.setattr(recorder_module, "hash_source", interrupted)
+    monkeypatch.setattr(steps_module, "hash_source", interrupted)
     rec = _recorder(compiled, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         rec.on_node_start(ev("n", {1}))

@@ -11,10 +11,10 @@ import pytest
 from _support import load, make
 
 from tracekit import TraceContext, TraceRecorder
-from tracekit import recorder as recorder_module
-from tracekit.hashing import hash_source as REAL_HASH_SOURCE
-from tracekit.hashing import hash_value
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_source as REAL_HASH_SOURCE
+from tracekit.capture.hashing import hash_value
+from tracekit.recorder import steps as recorder_module
+from tracekit.trace.schema import validate_document
 
 
 def steps(rec: TraceRecorder) -> list[dict[str, Any]]:

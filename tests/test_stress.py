@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
-from tracekit.hashing import hash_hex
-from tracekit.schema import validate_document
+from tracekit.capture.hashing import hash_hex
+from tracekit.trace.schema import validate_document
 
 THREADS = 8
 STEPS_PER_THREAD = 75  # each with a nested step of the same node: 2 steps

@@ -6,15 +6,15 @@ when a run fails (or always, if asked).
 """
 
 from tracekit._version import __version__
+from tracekit.capture.hashing import canonical_json, hash_value
 from tracekit.config import ConfigError, TraceConfig, TraceMode
-from tracekit.crash import CrashHandler, TerminatedBySignal, install_crash_handler
 from tracekit.errors import Traceable, register_code, register_control_flow, register_hint
-from tracekit.events import ErrorChannel, ErrorEvent
-from tracekit.hashing import canonical_json, hash_value
-from tracekit.instrument import StepScope
-from tracekit.model import TraceContext
+from tracekit.errors.events import ErrorChannel, ErrorEvent
 from tracekit.observer import CompositeObserver, ExecutionObserver, NodeEvent, ValidationIssue
 from tracekit.recorder import TraceRecorder
+from tracekit.recorder.crash import CrashHandler, TerminatedBySignal, install_crash_handler
+from tracekit.recorder.scope import StepScope
+from tracekit.trace.model import TraceContext
 
 __all__ = [
     "CompositeObserver",

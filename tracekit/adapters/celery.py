@@ -30,9 +30,9 @@ from typing import Any, Final
 
 from tracekit.config import TraceConfig
 from tracekit.errors import register_code, register_control_flow
-from tracekit.model import TraceContext
 from tracekit.observer import NodeEvent
 from tracekit.recorder import TraceRecorder
+from tracekit.trace.model import TraceContext
 
 try:
     import celery

@@ -22,11 +22,11 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Status, StatusCode, format_span_id
 
-from tracekit._context import execution_key
 from tracekit._version import __version__
+from tracekit.capture.hashing import hash_hex
 from tracekit.errors import is_control_flow
-from tracekit.hashing import hash_hex
 from tracekit.observer import NodeEvent, ValidationIssue
+from tracekit.recorder._context import execution_key
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Span as SdkSpan

@@ -118,8 +118,8 @@ def _worker_path(path: Path, worker: str) -> Path:
 
 def _make_recorder(config: pytest.Config) -> TraceRecorder:
     from tracekit.config import ConfigError, TraceConfig
-    from tracekit.model import TraceContext
     from tracekit.recorder import TraceRecorder
+    from tracekit.trace.model import TraceContext
 
     worker = _worker_id(config)
     flow = config.getoption("tracekit_flow", None) or DEFAULT_FLOW_ID

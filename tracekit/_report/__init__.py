@@ -1,3 +1,0 @@
-"""The pieces of the HTML report (:mod:`tracekit.report` assembles them)."""
-
-__all__: list[str] = []

@@ -1,0 +1,172 @@
+"""Redaction and size caps for captured inputs.
+
+Capture is off by default. When on, every key whose lower-cased name contains a denylist word is
+replaced by :data:`REDACTED`, at any depth and inside lists; over-redacting is the safe side.
+Hashes are always computed on the original payload, never on the redacted copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import orjson
+
+from tracekit.capture.hashing import canonical_json, hash_object, resolve_digest
+
+__all__ = [
+    "DENYLIST",
+    "REDACTED",
+    "Capture",
+    "capture_payload",
+    "is_secret_key",
+    "redact",
+]
+
+REDACTED: Final = "[REDACTED]"
+
+DENYLIST: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "auth",  # also authorization, oauth
+    "cookie",
+    "session",
+    "credential",  # also credentials
+    "private_key",
+    "privatekey",
+    "signature",
+    "bearer",
+    "jwt",
+    "ssn",
+    "card_number",
+    "cvv",
+)
+
+_MAX_DEPTH: Final = 64
+_PLAIN: Final = (str, int, float, bool)
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})  # exact types only
+_CONTAINERS: Final = (dict, list, tuple, set, frozenset)  # a tuple: isinstance with X | Y is slower
+
+
+_KEY_CACHE_SIZE: Final = 4096
+
+
+class _SecretKeys:
+    """Which keys are secret, for one set of extra words; answers are cached per key.
+
+    Payloads of one runner reuse the same few keys, so after the first call a key costs one
+    dict look-up instead of a lower-casing and a regex search.
+    """
+
+    __slots__ = ("_answers", "_search")
+
+    def __init__(self, extra: tuple[str, ...]) -> None:
+        # One compiled alternation: ~5x faster than testing each word in turn.
+        words = sorted({*DENYLIST, *(w.lower() for w in extra if w)}, key=len, reverse=True)
+        self._search = re.compile("|".join(map(re.escape, words))).search
+        self._answers: dict[str, bool] = {}
+
+    def __call__(self, key: Any) -> bool:
+        text = key if type(key) is str else str(key)
+        answer = self._answers.get(text)
+        if answer is None:
+            answer = self._search(text.lower()) is not None
+            if len(self._answers) >= _KEY_CACHE_SIZE:
+                self._answers.clear()
+            self._answers[text] = answer
+        return answer
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_keys(extra: tuple[str, ...]) -> _SecretKeys:
+    return _SecretKeys(extra)
+
+
+def is_secret_key(key: object, extra: Iterable[str] = ()) -> bool:
+    return _secret_keys(tuple(extra))(key)
+
+
+def redact(value: Any, extra: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` with secret keys masked; containers are copied, leaves shared."""
+    is_secret = _secret_keys(extra if type(extra) is tuple else tuple(extra))
+    seen: set[int] = set()
+
+    def walk(v: Any, depth: int) -> Any:
+        if isinstance(v, _CONTAINERS):
+            if id(v) in seen:
+                return "[cycle]"
+            if depth >= _MAX_DEPTH:
+                return "[too deep]"
+            seen.add(id(v))
+            try:
+                # Scalars are kept as they are without a call: most of a payload is scalars.
+                if isinstance(v, dict):
+                    return {
+                        k: REDACTED if is_secret(k)
+                        else x if type(x) in _SCALARS else walk(x, depth + 1)
+                        for k, x in list(v.items())
+                    }
+                return [x if type(x) in _SCALARS else walk(x, depth + 1) for x in list(v)]
+            finally:
+                seen.discard(id(v))
+        if v is None or isinstance(v, _PLAIN):
+            return v
+        # A dataclass, model or other object is written as its fields or state, whose keys
+        # can be secrets too (a LoginRequest's password): redact the JSON form it hashes to.
+        form = orjson.loads(canonical_json(v))
+        return form if not isinstance(form, dict | list) else walk(form, depth + 1)
+
+    return walk(value, 0)
+
+
+class Capture:
+    """A captured, redacted and capped payload, ready to be written as JSON."""
+
+    __slots__ = ("data", "truncated")
+
+    def __init__(self, data: bytes, truncated: bool) -> None:
+        self.data = data
+        self.truncated = truncated
+
+    def fragment(self) -> orjson.Fragment:
+        return orjson.Fragment(self.data)
+
+
+def capture_payload(
+    payload: Any,
+    *,
+    input_src: bytes,
+    max_bytes: int,
+    extra_keys: Iterable[str] = (),
+    redactor: Callable[[Any], Any] | None = None,
+) -> Capture:
+    """Redact ``payload`` and serialize it canonically; over ``max_bytes`` it becomes a marker.
+
+    ``input_src`` is the payload's :func:`~tracekit.capture.hashing.hash_source`; the marker of a cut
+    payload carries the original's hash, so its blake3 runs only then.
+    """
+    try:
+        safe = redact(payload, extra_keys)
+        if redactor is not None:
+            safe = redactor(safe)
+        data = canonical_json(safe)
+    except Exception as exc:
+        data = orjson.dumps({"$capture_error": type(exc).__qualname__})
+    if len(data) <= max_bytes:
+        return Capture(data, False)
+    marker = {
+        "$truncated": True,
+        "original_bytes": len(data),
+        "hash": hash_object(resolve_digest(input_src)),
+        "preview": data[: min(256, max_bytes // 4)].decode("utf-8", "replace"),
+    }
+    return Capture(orjson.dumps(marker), True)

@@ -1,0 +1,167 @@
+"""``tracekit diff``: where did two runs of a flow part ways?
+
+Steps are aligned by ``(node_id, attempt, occurrence)``: the n-th time a node ran with a given
+attempt in A is compared with the n-th such time in B, so loops and repeats line up. The first
+aligned step (in A's start order) whose input or output hash, status or error differs is what
+a person looks at first; the summary counts the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from tracekit.cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, dump_json, exit_for, load_trace
+from tracekit.cli._style import echo, style
+from tracekit.cli._trace import obj, s, steps_tree
+
+__all__ = ["StepDiff", "align", "compare", "diff"]
+
+Key = tuple[str, int, int]  # node_id, attempt, occurrence
+
+#: What must agree for two aligned steps to count as the same, in the order reported.
+COMPARED: Final = ("input_hash", "output_hash", "status", "error.code", "error.type")
+_KIND_TEXT: Final = {"only_in_a": "only in A", "only_in_b": "only in B"}
+
+
+@dataclass(frozen=True, slots=True)
+class StepDiff:
+    """One aligned pair and what differs; ``a`` or ``b`` is None for a step only in the other."""
+
+    key: Key
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+    changes: tuple[tuple[str, str, str], ...]  # (field, value in A, value in B)
+
+    @property
+    def kind(self) -> str:
+        if self.a is None:
+            return "only_in_b"
+        if self.b is None:
+            return "only_in_a"
+        return "changed" if self.changes else "same"
+
+    def to_json(self) -> dict[str, Any]:
+        node, attempt, occurrence = self.key
+        return {
+            "node_id": node,
+            "attempt": attempt,
+            "occurrence": occurrence,
+            "kind": self.kind,
+            "step_id_a": self.a.get("step_id") if self.a else None,
+            "step_id_b": self.b.get("step_id") if self.b else None,
+            "changes": [{"field": f, "a": x, "b": y} for f, x, y in self.changes],
+        }
+
+
+def _keyed(doc: dict[str, Any]) -> dict[Key, dict[str, Any]]:
+    seen: dict[tuple[str, int], int] = {}
+    out: dict[Key, dict[str, Any]] = {}
+    for _, st in steps_tree(doc):
+        node = s(st.get("node_id"), "?")
+        raw = st.get("attempt")
+        attempt: int = raw if type(raw) is int else 1
+        n = seen.get((node, attempt), 0) + 1
+        seen[(node, attempt)] = n
+        out[(node, attempt, n)] = st
+    return out
+
+
+def _field(step: dict[str, Any], name: str) -> str:
+    if name.endswith("_hash"):
+        h = step.get(name)
+        return s(h.get("value")) if isinstance(h, dict) else "-"
+    if name == "error.code":
+        return s(obj(step, "error").get("code"))
+    if name == "error.type":
+        return s(obj(step, "error", "details").get("type"))
+    return s(step.get(name), "completed" if name == "status" else "-")
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """The compared fields that differ between two aligned steps, in :data:`COMPARED` order."""
+    return tuple((f, _field(a, f), _field(b, f)) for f in COMPARED if _field(a, f) != _field(b, f))
+
+
+def align(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[StepDiff]:
+    """Every step of A (in start order) with its partner in B, then the steps only in B."""
+    ka, kb = _keyed(doc_a), _keyed(doc_b)
+    out = [StepDiff(k, st, kb.get(k), compare(st, kb[k]) if k in kb else ()) for k, st in ka.items()]
+    out.extend(StepDiff(k, None, st, ()) for k, st in kb.items() if k not in ka)
+    return out
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return load_trace(path)
+    except TraceLoadError as exc:
+        echo(str(exc), err=True)
+        raise click.exceptions.Exit(exit_for(invalid=True, unreadable=exc.unreadable)) from None
+
+
+def _label(d: StepDiff) -> str:
+    node, attempt, occurrence = d.key
+    extra = f", run #{occurrence} of it" if occurrence > 1 else ""
+    return f"{node} (attempt {attempt}{extra})"
+
+
+def _show(field: str, value: str) -> str:
+    return value[:16] if field.endswith("_hash") and value != "-" else value
+
+
+@click.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def diff(a: Path, b: Path, as_json: bool) -> None:
+    """Compare the steps of two traces; exit 0 only when they match.
+
+    Steps are aligned by node, attempt and occurrence; a step differs when its input or output
+    hash, status, error code or error type does.
+
+    \b
+    Examples:
+      tracekit diff yesterday.json today.json
+      tracekit diff a.json b.json --json | jq .first_difference
+    """
+    doc_a, doc_b = _load(a), _load(b)
+    diffs = align(doc_a, doc_b)
+    counts = {k: sum(d.kind == k for d in diffs) for k in ("only_in_a", "only_in_b", "changed", "same")}
+    first = next((d for d in diffs if d.kind != "same"), None)
+    flows = (obj(doc_a, "flow"), obj(doc_b, "flow"))
+    if as_json:
+        report = {
+            "a": str(a),
+            "b": str(b),
+            "match": first is None,
+            "flow_a": flows[0],
+            "flow_b": flows[1],
+            "first_difference": first.to_json() if first else None,
+            "summary": counts,
+            "steps": [d.to_json() for d in diffs],
+        }
+        click.echo(dump_json(report))
+    else:
+        if flows[0] != flows[1]:
+            echo(style(f"note: different flows: A is {s(flows[0].get('id'))} v{s(flows[0].get('version'))}, "
+                       f"B is {s(flows[1].get('id'))} v{s(flows[1].get('version'))}", "yellow"))
+        if first is None:
+            echo(style(f"same: {counts['same']} step(s) match in input, output, status and error", "green"))
+        else:
+            echo(style(f"first difference: {_label(first)}", "red", bold=True))
+            if first.kind == "only_in_a":
+                echo(f"  only in A ({a}): step {s(first.a.get('step_id') if first.a else None)}")
+            elif first.kind == "only_in_b":
+                echo(f"  only in B ({b}): step {s(first.b.get('step_id') if first.b else None)}")
+            for f, x, y in first.changes:
+                echo(f"  {f}: {_show(f, x)} -> {_show(f, y)}")
+            for d in diffs:
+                if d.kind != "same" and d is not first:
+                    what = ", ".join(f for f, _, _ in d.changes) or _KIND_TEXT[d.kind]
+                    echo(f"  also: {_label(d)}: {what}")
+        echo(f"only in A: {counts['only_in_a']}  only in B: {counts['only_in_b']}  "
+             f"changed: {counts['changed']}  same: {counts['same']}")
+    raise click.exceptions.Exit(EXIT_OK if first is None else EXIT_INVALID)

@@ -1,0 +1,88 @@
+"""``tracekit export``: a trace in another viewer's format (Chrome Trace Event, OTLP/JSON).
+
+Also holds the two steps every converting command shares: reading a trace that must be valid
+(:func:`read_valid_trace`) and writing the result atomically or to stdout (:func:`write_output`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+import orjson
+
+from tracekit.cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, load_trace, problem_line
+from tracekit.export import FORMATS, ExportError
+from tracekit.trace.schema import validate_document
+from tracekit.trace.sink import atomic_write
+
+__all__ = ["STDOUT", "convert", "export", "read_valid_trace", "write_output"]
+
+T = TypeVar("T")
+
+STDOUT: Final = "-"
+#: Schema problems printed before "... and N more" (a broken file can have thousands).
+_MAX_PROBLEMS_SHOWN: Final = 20
+
+
+def read_valid_trace(path: Path) -> dict[str, Any]:
+    """The trace at ``path``; on any problem, print it and exit (2 unreadable, 1 not a trace)."""
+    try:
+        doc = load_trace(path)
+    except TraceLoadError as exc:
+        fail(str(exc), EXIT_USAGE if exc.unreadable else EXIT_INVALID)
+    problems = validate_document(doc)
+    if problems:
+        for problem in problems[:_MAX_PROBLEMS_SHOWN]:
+            click.echo(problem_line(path, problem.pointer, problem.message), err=True)
+        if len(problems) > _MAX_PROBLEMS_SHOWN:
+            click.echo(f"{path}: ... and {len(problems) - _MAX_PROBLEMS_SHOWN} more problems", err=True)
+        fail(f"{path} is not a valid trace (run `tracekit validate {path}` for details)", EXIT_INVALID)
+    return doc
+
+
+def convert(path: Path, doc: dict[str, Any], convert_fn: Callable[[dict[str, Any]], T]) -> T:
+    """``convert_fn(doc)``, turning an unreadable field into exit 1 with its JSON Pointer."""
+    try:
+        return convert_fn(doc)
+    except ExportError as exc:
+        fail(problem_line(path, exc.pointer, exc.message), EXIT_INVALID)
+
+
+def write_output(out: str, data: bytes, what: str) -> None:
+    """Write ``data`` to ``out`` atomically, or to stdout when ``out`` is ``-``."""
+    if out == STDOUT:
+        with click.open_file(STDOUT, "wb") as stream:  # stdout, kept open
+            stream.write(data)
+            stream.flush()
+        return
+    target = Path(out)
+    try:
+        atomic_write(target, data)
+    except OSError as exc:
+        fail(f"cannot write {what} to {out}: {exc.strerror or exc}", EXIT_USAGE)
+    click.echo(f"tracekit: wrote {what} to {out}", err=True)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "-f", "fmt", required=True, type=click.Choice(sorted(FORMATS)),
+    help="chrome: Chrome Trace Event Format (Perfetto, chrome://tracing); otlp: OTLP/JSON.",
+)
+@click.option("--output", "-o", "out", default=STDOUT, show_default=True, metavar="OUT",
+              help="Where to write; '-' is stdout. Files are replaced atomically.")
+def export(path: Path, fmt: str, out: str) -> None:
+    """Convert the trace at PATH for another viewer.
+
+    \b
+    Examples:
+      tracekit export trace.json --format chrome -o trace.chrome.json   # open in ui.perfetto.dev
+      tracekit export trace.json --format otlp -o - | curl -X POST -H 'Content-Type: application/json' \\
+          --data-binary @- http://localhost:4318/v1/traces
+    """
+    doc = read_valid_trace(path)
+    result = convert(path, doc, FORMATS[fmt])
+    write_output(out, orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE), f"the {fmt} export")
