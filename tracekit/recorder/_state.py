@@ -54,6 +54,7 @@ class RecorderState:
     _run_depth: int
     _capture: bool
     _run: RunInfo
+    _max_in_flight: int
     _next_seq: Any
     _flow_errors: list[ErrorEvent]
     _errors_dropped: int

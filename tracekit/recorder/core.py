@@ -14,7 +14,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracekit.capture.coerce import coerce_issues
 from tracekit.capture.hashing import hash_source
@@ -30,13 +30,11 @@ from tracekit.recorder._state import MAX_IN_FLIGHT, MISSING, log
 from tracekit.recorder.events import ErrorEvents
 from tracekit.recorder.inflight import InFlight
 from tracekit.recorder.run import RunLifecycle
+from tracekit.recorder.scope import StepScope
 from tracekit.recorder.steps import StepBook
 from tracekit.trace.envelope import RECORDER_NAME
 from tracekit.trace.model import Step, TraceContext
 from tracekit.trace.sink import FileSink, HistorySink, Sink
-
-if TYPE_CHECKING:
-    from tracekit.recorder.scope import StepScope
 
 __all__ = ["LIVE_RECORDERS", "MAX_IN_FLIGHT", "RECORDER_NAME", "TraceRecorder"]
 
@@ -75,6 +73,7 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         self._finished = TickCounter()  # steps ever finished; see snapshot() for "dropped"
         self._finished_at_reset = 0
         self._open = InFlight()
+        self._max_in_flight = MAX_IN_FLIGHT  # read here, so a test may lower it for a recorder
         self._seq = itertools.count(1)  # step numbers: s1, s2, ...
         self._next_seq = self._seq.__next__  # bound once: a C call per step
         self._lock = threading.Lock()  # run state, flow errors; never taken on the hot path
@@ -101,7 +100,12 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         if "_open" not in self.__dict__:
             return  # set by a subclass before __init__ ran; __init__ decides
         # The compiled callbacks do not look at the flag: they are there only while it is True.
-        self._compiled = self._enabled and _hotpath.install(self, MAX_IN_FLIGHT)
+        self._compiled = (
+            self._enabled
+            and type(self).on_node_start is TraceRecorder.on_node_start
+            and type(self).on_node_end is TraceRecorder.on_node_end
+            and _hotpath.install(self, self._max_in_flight, TraceRecorder.on_node_start, TraceRecorder.on_node_end)
+        )
         if not self._compiled:
             _hotpath.uninstall(self)
 
@@ -228,6 +232,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             log.warning("tracekit: internal error in %s; the runner is unaffected", where,
                          exc_info=True)
 
+    def internal_error(self, where: str) -> None:
+        """Count and log (once) a fault of tracekit's own; the runner is never affected."""
+        self._internal_error(where)
+
 
     # --- instrumentation ----------------------------------------------------------------------
 
@@ -243,8 +251,6 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         attempt: int = 1,
     ) -> StepScope:
         """A step as a sync/async context manager or a decorator; see :mod:`tracekit.recorder.scope`."""
-        from tracekit.recorder.scope import StepScope
-
         return StepScope(
             self,
             node_id=node_id,

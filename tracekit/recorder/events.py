@@ -92,7 +92,7 @@ class ErrorEvents(RecorderState):
             return None
 
 
-    def _note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None:
+    def note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None:
         """Say in ``errors[]`` that tracekit's own bookkeeping failed (it is not the run's failure)."""
         record = _errors.error_record(
             bookkeeping, phase=phase, code="recorder_error", max_chars=self.config.max_detail_chars

@@ -9,8 +9,10 @@ same results, slower.
 
 from __future__ import annotations
 
+import itertools
 import time
-from typing import TYPE_CHECKING, Final
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
@@ -18,10 +20,12 @@ from tracekit._native import PURE_PYTHON_ENV, built, in_use
 from tracekit.capture import hashing
 from tracekit.observer import NodeEvent
 from tracekit.recorder._context import CURRENT_STEP_ID, current_task, get_running_loop
+from tracekit.recorder._counter import TickCounter
+from tracekit.recorder.inflight import InFlight
 from tracekit.trace.model import Step
 
 if TYPE_CHECKING:
-    from tracekit.recorder.core import TraceRecorder
+    from collections.abc import Callable
 
 __all__ = ["EVENT_FIELDS", "STEP_FIELDS", "callbacks_here", "install", "uninstall"]
 
@@ -57,17 +61,41 @@ def callbacks_here() -> tuple[str, str]:
     return "compiled", "tracekit._speedups"
 
 
-def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
-    """Give ``recorder`` the compiled callbacks if they would behave exactly as its own."""
-    from tracekit.recorder.core import TraceRecorder
+class HotPathHost(Protocol):
+    """What the compiled callbacks read of a recorder, and the Python methods they call.
 
+    C reads ``_open`` (an InFlight), ``_ring.append``, ``_finished.counter``, ``_seq`` and
+    ``_capture`` once, at install; it calls ``_capture_of``, ``_key_taken``,
+    ``_drop_oldest_in_flight`` and ``_internal_error`` by name, and defers every unusual case to
+    the reference callbacks given to :func:`install` (``TraceRecorder.on_node_start`` /
+    ``on_node_end``), which are what the C code must match.
+    """
+
+    __dict__: dict[str, Any]
+    _open: InFlight
+    _ring: deque[Step]
+    _finished: TickCounter
+    _seq: itertools.count[int]
+    _capture: bool
+
+    def _capture_of(self, payload: Any, input_src: bytes) -> Any: ...
+    def _key_taken(self, key: Any, held: Any, step: Step, event: NodeEvent, reused_id: bool) -> None: ...
+    def _drop_oldest_in_flight(self) -> None: ...
+    def _internal_error(self, where: str) -> None: ...
+
+
+def install(
+    recorder: HotPathHost,
+    max_in_flight: int,
+    py_start: Callable[..., None],
+    py_end: Callable[..., None],
+) -> bool:
+    """Give ``recorder`` the compiled callbacks, equivalents of ``py_start`` / ``py_end``.
+
+    The caller checks that those are the callbacks ``recorder`` would run (not a subclass's).
+    """
     compiled = in_use()
-    cls = type(recorder)
-    if (
-        compiled is None
-        or cls.on_node_start is not TraceRecorder.on_node_start
-        or cls.on_node_end is not TraceRecorder.on_node_end
-    ):
+    if compiled is None:
         return False
     hot = compiled.HotPath(
         recorder=recorder,
@@ -89,8 +117,8 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
         current_task=current_task,
         perf_ns=time.perf_counter_ns,
         monotonic=_PERF_IS_MONOTONIC,
-        py_start=TraceRecorder.on_node_start,
-        py_end=TraceRecorder.on_node_end,
+        py_start=py_start,
+        py_end=py_end,
         event_type=NodeEvent,
         event_fields=_EVENT_SLOTS,
     )
@@ -102,7 +130,7 @@ def install(recorder: TraceRecorder, max_in_flight: int) -> bool:
     return True
 
 
-def uninstall(recorder: TraceRecorder) -> None:
+def uninstall(recorder: HotPathHost) -> None:
     """Back to the Python callbacks, also for callers still holding the compiled ones."""
     hot = recorder.__dict__.pop("_hot_path", None)
     if hot is not None:

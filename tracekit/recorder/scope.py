@@ -20,17 +20,54 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
 from tracekit.errors import PHASES
 from tracekit.observer import NodeEvent
 from tracekit.recorder._context import CURRENT_STEP_ID
 
 if TYPE_CHECKING:
-    from tracekit.recorder.core import TraceRecorder
     from tracekit.trace.model import Step
 
-__all__ = ["PHASES", "StepScope"]
+__all__ = ["PHASES", "StepHost", "StepScope"]
+
+
+class StepHost(Protocol):
+    """What a :class:`StepScope` needs of its recorder (:class:`~tracekit.TraceRecorder` is one).
+
+    The step-bookkeeping interface of the package: runners use the ``on_node_*`` callbacks.
+    Every method may be called from any thread; none raises for a runner's mistake, but each
+    may raise for a fault of tracekit's own, which the scope catches and notes.
+    """
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def begin_step(self, event: NodeEvent) -> Step | None:
+        """Build ``event``'s step and put it in flight (None when the recorder is disabled)."""
+        ...
+
+    def end_step(self, step: Step, output: Any = ...) -> None:
+        """End ``step`` as completed, with ``output`` hashed if given."""
+        ...
+
+    def fail_scoped_step(self, step: Step, error: BaseException, phase: str) -> None:
+        """End ``step`` as failed (or cancelled, for control flow) with ``error``."""
+        ...
+
+    def abandon_step(
+        self, step: Step, bookkeeping: BaseException, phase: str, error: BaseException | None = None
+    ) -> None:
+        """End ``step`` with the least bookkeeping possible after ``bookkeeping`` failed."""
+        ...
+
+    def note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None:
+        """Say in ``errors[]`` that tracekit's own bookkeeping failed."""
+        ...
+
+    def internal_error(self, where: str) -> None:
+        """Count and log (once) a fault of tracekit's own."""
+        ...
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNSET: Final[Any] = object()
@@ -65,7 +102,7 @@ class StepScope:
 
     def __init__(
         self,
-        recorder: TraceRecorder,
+        recorder: StepHost,
         *,
         node_id: str | None,
         component_id: str | None,
@@ -144,9 +181,9 @@ class StepScope:
             return self
         self._output = _UNSET
         try:
-            self._step = recorder._begin_step(self._event(self._payload))
+            self._step = recorder.begin_step(self._event(self._payload))
         except Exception as setup_fault:
-            recorder._internal_error("step setup")
+            recorder.internal_error("step setup")
             self._step = self._fallback_start(setup_fault)
         if self._step is not None and self._bind_context:
             self._token = CURRENT_STEP_ID.set(self._step.step_id)
@@ -156,14 +193,14 @@ class StepScope:
         """Start the step on a placeholder input after starting it normally failed."""
         recorder = self._recorder
         try:
-            step = recorder._begin_step(self._event(_placeholder(self._payload)))
+            step = recorder.begin_step(self._event(_placeholder(self._payload)))
         except Exception:
-            recorder._internal_error("step setup fallback")
+            recorder.internal_error("step setup fallback")
             step = None
         try:
-            recorder._note_recorder_error(step, fault, "setup")
+            recorder.note_recorder_error(step, fault, "setup")
         except Exception:
-            recorder._internal_error("step setup note")
+            recorder.internal_error("step setup note")
         return step
 
     def _exit(self, exc: BaseException | None) -> None:
@@ -180,19 +217,19 @@ class StepScope:
         recorder = self._recorder
         try:
             if exc is None and self._output is _UNSET:
-                recorder._end_step(step)  # no output was set: no output hash, rather than a made-up one
+                recorder.end_step(step)  # no output was set: no output hash, rather than a made-up one
             elif exc is None:
-                recorder._end_step(step, self._output)
+                recorder.end_step(step, self._output)
             else:
-                recorder._fail_step(step, exc, "execution")
+                recorder.fail_scoped_step(step, exc, "execution")
         except BaseException as fault:
             # Even an interrupt landing in our bookkeeping must not leave the step open.
             if isinstance(fault, Exception):
-                recorder._internal_error("step completion")
+                recorder.internal_error("step completion")
             try:
-                recorder._emergency_end(step, fault, "completion", exc)
+                recorder.abandon_step(step, fault, "completion", exc)
             except Exception:
-                recorder._internal_error("step emergency end")
+                recorder.internal_error("step emergency end")
             if not isinstance(fault, Exception):
                 raise
 
@@ -233,7 +270,7 @@ class StepScope:
                 attempt=self._attempt,
             )
         except Exception:
-            self._recorder._internal_error("step decorator")
+            self._recorder.internal_error("step decorator")
             return None
         return scope
 

@@ -22,7 +22,7 @@ from tracekit.recorder._context import CURRENT_STEP_ID, execution_key
 from tracekit.recorder._context import current_task as _current_task
 from tracekit.recorder._context import get_ident as _get_ident
 from tracekit.recorder._context import get_running_loop as _get_running_loop
-from tracekit.recorder._state import MAX_IN_FLIGHT, MISSING, RecorderState, log
+from tracekit.recorder._state import MISSING, RecorderState, log
 from tracekit.recorder.inflight import stand_in
 from tracekit.trace.model import Step
 
@@ -38,7 +38,7 @@ class StepBook(RecorderState):
     if TYPE_CHECKING:
         def _misused(self, kind: str, event: NodeEvent) -> None: ...
         def _remember_error(self, error: BaseException) -> None: ...
-        def _note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None: ...
+        def note_recorder_error(self, step: Step | None, bookkeeping: BaseException, phase: str) -> None: ...
         def _write(self, outcome: str, *, final: bool, raise_errors: bool) -> Path | None: ...
 
     # --- step bookkeeping (one place builds a step) -------------------------------------------
@@ -89,7 +89,7 @@ class StepBook(RecorderState):
         held = self._open.setdefault(key, step)
         if held is not step:
             self._key_taken(key, held, step, event, original_key is not None)
-        elif len(self._open) > MAX_IN_FLIGHT:
+        elif len(self._open) > self._max_in_flight:
             self._drop_oldest_in_flight()
         return step
 
@@ -124,11 +124,11 @@ class StepBook(RecorderState):
         The oldest tenth of the table goes at once, so the O(n) scan is paid once per
         ``MAX_IN_FLIGHT // 10`` starts; each dropped step is counted as a misuse.
         """
-        self._count_misuse("in_flight_dropped", self._open.drop_oldest(max(1, MAX_IN_FLIGHT // 10)))
+        self._count_misuse("in_flight_dropped", self._open.drop_oldest(max(1, self._max_in_flight // 10)))
         log.warning(
             "tracekit: more than %d steps in flight; the oldest were dropped (runner never ended "
             "them?); counted in recorder.misuse['in_flight_dropped']",
-            MAX_IN_FLIGHT,
+            self._max_in_flight,
         )
 
     def _key(self, event: NodeEvent) -> Any:
@@ -187,20 +187,20 @@ class StepBook(RecorderState):
 
     # --- the interface of recorder.step() (tracekit.recorder.scope.StepHost) ---
 
-    def _begin_step(self, event: NodeEvent) -> Step | None:
+    def begin_step(self, event: NodeEvent) -> Step | None:
         if not self._enabled:
             return None
         return self._start(event)
 
-    def _end_step(self, step: Step, output: Any = MISSING) -> None:
+    def end_step(self, step: Step, output: Any = MISSING) -> None:
         self._forget(step)
         self._finish(step, "completed", output)
 
-    def _fail_step(self, step: Step, error: BaseException, phase: str) -> None:
+    def fail_scoped_step(self, step: Step, error: BaseException, phase: str) -> None:
         self._forget(step)
         self.fail_step(step, error, phase)
 
-    def _emergency_end(
+    def abandon_step(
         self,
         step: Step,
         bookkeeping: BaseException,
@@ -229,4 +229,4 @@ class StepBook(RecorderState):
                     )
             self._ring.append(step)
             self._finished.tick()
-        self._note_recorder_error(step, bookkeeping, phase)
+        self.note_recorder_error(step, bookkeeping, phase)
