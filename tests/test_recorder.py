@@ -192,7 +192,9 @@ def test_implicit_run_keeps_recent_history_across_flushes(context: TraceContext)
     rec.flush_error(ValueError("y"))
     second = load()
     assert second["run"]["id"] != first["run"]["id"]
-    assert [s["node_id"] for s in second["steps"]] == ["task1", "task2", "task3", "task4"]
+    # The worker's recent history stays (task1); the earlier run's failure was that run's trace.
+    assert [s["node_id"] for s in first["steps"]] == ["task1", "task2"]
+    assert [s["node_id"] for s in second["steps"]] == ["task1", "task3", "task4"]
 
 
 def test_validation_issues_attach_to_the_running_step(context: TraceContext) -> None:

@@ -46,6 +46,8 @@ DEFAULT_OUT: Final = "trace.json"
 DEFAULT_MAX_CAPTURE_BYTES: Final = 64 * 1024
 DEFAULT_MAX_DETAIL_CHARS: Final = 16 * 1024
 DEFAULT_MAX_ERRORS: Final = 100
+#: Failed steps (and their parent chains) kept per run beyond the ring; see tracekit.recorder.ring.
+DEFAULT_MAX_FAILURES: Final = 100
 
 #: A user hook applied to each captured payload after the key denylist: (payload) -> payload.
 Redactor = Callable[[Any], Any]
@@ -129,6 +131,7 @@ class TraceConfig:
     max_capture_bytes: int = DEFAULT_MAX_CAPTURE_BYTES
     max_detail_chars: int = DEFAULT_MAX_DETAIL_CHARS
     max_errors: int = DEFAULT_MAX_ERRORS
+    max_failures: int = DEFAULT_MAX_FAILURES
     redact_keys: tuple[str, ...] = ()
     redactor: Redactor | None = None
 
@@ -192,7 +195,7 @@ class TraceConfig:
                 f"out={values['out']!r} and dir={values['dir']!r} are both set; "
                 "allowed: one of them (a single trace file, or a history directory)"
             )
-        for name in ("buffer", "max_capture_bytes", "max_detail_chars", "max_errors"):
+        for name in ("buffer", "max_capture_bytes", "max_detail_chars", "max_errors", "max_failures"):
             if name in v:
                 v[name] = _parse_positive_int(name, v[name])
         if v.get("keep") is not None:
@@ -221,4 +224,8 @@ class TraceConfig:
             "git_sha": self.git_sha,
             "strict": self.strict,
             "max_capture_bytes": self.max_capture_bytes,
+            "max_detail_chars": self.max_detail_chars,
+            "max_errors": self.max_errors,
+            "max_failures": self.max_failures,
+            "redact_keys": list(self.redact_keys),
         }

@@ -83,6 +83,11 @@ class ErrorChannel:
         #: Events pushed out of the bounded feed (oldest first) since the channel was made.
         self.dropped = 0
 
+    def reinit_after_fork(self) -> None:
+        """In a forked child: a new lock (another thread may have held this one) and no events."""
+        self._lock = threading.Lock()
+        self._events.clear()
+
     def publish(self, event: ErrorEvent) -> None:
         """Keep ``event`` and hand it to every subscriber; never raises."""
         with self._lock:

@@ -26,6 +26,9 @@ class TickCounter:
         self._reads = 0
         self._read_lock = threading.Lock()
 
+    def reinit_after_fork(self) -> None:
+        self._read_lock = threading.Lock()
+
     def value(self) -> int:
         with self._read_lock:
             total = next(self.counter) - self._reads

@@ -17,7 +17,9 @@ from typing import Any, Final
 from tracekit.config import TraceConfig
 from tracekit.errors.events import ErrorChannel, ErrorEvent
 from tracekit.recorder._counter import TickCounter
+from tracekit.recorder.errors_seen import ErrorsSeen
 from tracekit.recorder.inflight import InFlight
+from tracekit.recorder.ring import Pins
 from tracekit.trace.model import RunInfo, Step, TraceContext
 from tracekit.trace.sink import Sink
 
@@ -58,8 +60,8 @@ class RecorderState:
     _next_seq: Any
     _flow_errors: list[ErrorEvent]
     _errors_dropped: int
-    _error_ids: set[int]
-    _error_refs: list[BaseException]
+    _errors_seen: ErrorsSeen
+    _pins: Pins
 
     @property
     def enabled(self) -> bool:

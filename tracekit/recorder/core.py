@@ -21,14 +21,17 @@ from tracekit.capture.hashing import hash_source
 from tracekit.config import TraceConfig
 from tracekit.errors.events import ErrorChannel, ErrorEvent
 from tracekit.observer import NodeEvent, ValidationIssue
+from tracekit.recorder import fork
 from tracekit.recorder import hotpath as _hotpath
 from tracekit.recorder._context import current_task as _current_task
 from tracekit.recorder._context import get_ident as _get_ident
 from tracekit.recorder._context import get_running_loop as _get_running_loop
 from tracekit.recorder._counter import TickCounter
 from tracekit.recorder._state import MAX_IN_FLIGHT, MISSING, log
+from tracekit.recorder.errors_seen import ErrorsSeen
 from tracekit.recorder.events import ErrorEvents
 from tracekit.recorder.inflight import InFlight
+from tracekit.recorder.ring import Pins
 from tracekit.recorder.run import RunLifecycle
 from tracekit.recorder.scope import StepScope
 from tracekit.recorder.steps import StepBook
@@ -41,6 +44,7 @@ __all__ = ["LIVE_RECORDERS", "MAX_IN_FLIGHT", "RECORDER_NAME", "TraceRecorder"]
 _perf_ns = time.perf_counter_ns
 #: Every recorder alive, for tracekit.recorder.crash to flush at a crash or exit.
 LIVE_RECORDERS: weakref.WeakSet[TraceRecorder] = weakref.WeakSet()
+fork.register(lambda: list(LIVE_RECORDERS))
 
 
 class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
@@ -80,8 +84,8 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         self._flush_lock = threading.RLock()  # one flush at a time; runs begin and end under it
         self._flow_errors: list[ErrorEvent] = []
         self._errors_dropped = 0
-        self._error_ids: set[int] = set()
-        self._error_refs: list[BaseException] = []  # keeps ids in _error_ids from being reused
+        self._errors_seen = ErrorsSeen()
+        self._pins = Pins(config.max_failures)
         self._run_depth = 0
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)
@@ -104,7 +108,9 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             self._enabled
             and type(self).on_node_start is TraceRecorder.on_node_start
             and type(self).on_node_end is TraceRecorder.on_node_end
-            and _hotpath.install(self, self._max_in_flight, TraceRecorder.on_node_start, TraceRecorder.on_node_end)
+            and _hotpath.install(
+                self, self._max_in_flight, TraceRecorder.on_node_start, TraceRecorder.on_node_end
+            )
         )
         if not self._compiled:
             _hotpath.uninstall(self)

@@ -27,8 +27,7 @@ class ErrorEvents(RecorderState):
 
     def _remember_error(self, error: BaseException) -> None:
         with self._lock:
-            self._error_ids.add(id(error))
-            self._error_refs.append(error)
+            self._errors_seen.add(error)
 
 
     def _keep_error_event(self, event: ErrorEvent) -> None:

@@ -8,18 +8,18 @@ run state read by callbacks is swapped whole, never half-updated.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import orjson
-
 from tracekit import errors as _errors
 from tracekit.config import TraceMode
 from tracekit.errors.events import ErrorEvent
 from tracekit.recorder._state import HOST, RecorderState, log
-from tracekit.trace.envelope import build_envelope
+from tracekit.recorder.ring import kept_steps
+from tracekit.trace.envelope import build_envelope, encode_envelope
 from tracekit.trace.model import RunInfo, Step, rfc3339
 
 if TYPE_CHECKING:
@@ -85,14 +85,34 @@ class RunLifecycle(RecorderState):
                 self._open.clear()
                 self._reset(explicit=False)
 
+    def reinit_after_fork(self) -> None:
+        """In a forked child: new locks, and a new run of the child's own (see recorder.fork)."""
+        self._lock = threading.Lock()
+        self._flush_lock = threading.RLock()
+        self._misuse_lock = threading.Lock()
+        self._finished.reinit_after_fork()
+        self.errors.reinit_after_fork()
+        self._pins.reinit_after_fork()
+        self._open.clear()
+        self._ring.clear()
+        self._finished_at_reset = self._finished.value()
+        self._flow_errors = []
+        self._errors_dropped = 0
+        self._errors_seen.clear()
+        self.last_flush_error = None
+        self._run = self._new_run(self._run.explicit)
+        for_child = getattr(self.sink, "for_child", None)
+        if for_child is not None:
+            self.sink = for_child(os.getpid())
+
     def _reset(self, explicit: bool) -> None:
         with self._lock:
             self._ring.clear()
             self._finished_at_reset = self._finished.value()
             self._flow_errors = []
             self._errors_dropped = 0
-            self._error_ids = set()
-            self._error_refs = []
+            self._errors_seen.clear()
+            self._pins.clear()
             self._run = self._new_run(explicit)
 
     def _after_implicit_final(self) -> None:
@@ -101,8 +121,10 @@ class RunLifecycle(RecorderState):
             with self._lock:
                 self._flow_errors = []
                 self._errors_dropped = 0
-                self._error_ids = set()
-                self._error_refs = []
+                self._errors_seen.clear()
+                self._pins.clear()
+                # Dropped counts this run's steps: the earlier run's are history, not losses.
+                self._finished_at_reset = self._finished.value()
                 self._run = self._new_run(explicit=False)
 
 
@@ -159,7 +181,7 @@ class RunLifecycle(RecorderState):
         seen: set[int] = set()
         current: BaseException | None = error
         while current is not None and id(current) not in seen and len(seen) < _errors.MAX_CHAIN:
-            if id(current) in self._error_ids:
+            if current in self._errors_seen:
                 return True
             seen.add(id(current))
             current = current.__cause__ or current.__context__
@@ -201,11 +223,12 @@ class RunLifecycle(RecorderState):
         """The envelope as it would be written now (a dict; JSON-ready but for captured payloads)."""
         run = self._run
         with self._lock:
-            finished = list(self._ring)
+            ring = list(self._ring)
             # A step between its append and its tick is counted as kept, not dropped.
-            dropped = max(0, self._finished.value() - self._finished_at_reset - len(finished))
+            dropped = max(0, self._finished.value() - self._finished_at_reset - len(ring))
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
+        finished, pinned_only = kept_steps(ring, self._pins.steps(), run.perf_anchor_ns)
         in_flight = self._open.steps()
         return build_envelope(
             context=self.context,
@@ -213,7 +236,8 @@ class RunLifecycle(RecorderState):
             run=run,
             outcome=outcome or run.outcome,
             steps=(*finished, *in_flight),
-            dropped=dropped,
+            dropped=max(0, dropped - pinned_only),
+            failures_dropped=self._pins.dropped,
             flow_errors=flow_errors,
             errors_dropped=errors_dropped,
             host=HOST,
@@ -227,9 +251,7 @@ class RunLifecycle(RecorderState):
         with self._flush_lock:
             run = self._run
             try:
-                data = orjson.dumps(
-                    self.snapshot(outcome), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-                )
+                data = encode_envelope(self.snapshot(outcome))
                 path = self.sink.write(data, run, private=self._capture)
             except Exception as exc:
                 self.last_flush_error = exc

@@ -161,8 +161,23 @@ class StepBook(RecorderState):
             step.error = error
         step.status = status
         step.ctx_key = None  # do not keep tasks alive from the ring
+        if status != "completed":
+            self._pin(step)
         self._ring.append(step)
         self._finished.tick()
+
+    def _pin(self, step: Step) -> None:
+        """Keep ``step`` (failed or cancelled) and its parent chain beyond the ring's reach."""
+        chain = [step]
+        parent = step.parent_step_id
+        if parent is not None:
+            # Only on a failure: the parents are usually still in flight, sometimes finished.
+            by_id = {s.step_id: s for s in (*self._open.steps(), *self._ring)}
+            while parent is not None and parent in by_id and len(chain) < 64:
+                found = by_id.pop(parent)
+                chain.append(found)
+                parent = found.parent_step_id
+        self._pins.pin(chain)
 
     def fail_step(self, step: Step, error: BaseException, phase: str | None = "execution") -> None:
         """End ``step`` as failed (or cancelled, for control-flow errors) with ``error``."""
@@ -227,6 +242,8 @@ class StepBook(RecorderState):
                     step.error = _errors.error_record(
                         error, phase="execution", max_chars=self.config.max_detail_chars
                     )
+            if step.status != "completed":
+                self._pin(step)
             self._ring.append(step)
             self._finished.tick()
         self.note_recorder_error(step, bookkeeping, phase)

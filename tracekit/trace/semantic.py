@@ -174,6 +174,22 @@ def rule_step_ids(doc: dict[str, Any]) -> Problems:
                      "another step's id (in this trace or not), or null", "parent_not_self")
 
 
+def _pinnable(doc: dict[str, Any]) -> int:
+    """Finished steps that may be pinned: failed or cancelled ones and their ancestors."""
+    steps = [st for _, st in _steps(doc) if st.get("status", "completed") != "in_flight"]
+    parent = {st.get("step_id"): st.get("parent_step_id") for st in steps}
+    pinned: set[Any] = set()
+    for st in steps:
+        if st.get("status") in ("failed", "cancelled"):
+            sid = st.get("step_id")
+            for _ in range(64):
+                if sid is None or sid in pinned:
+                    break
+                pinned.add(sid)
+                sid = parent.get(sid)
+    return sum(1 for st in steps if st.get("step_id") in pinned)
+
+
 def rule_buffer(doc: dict[str, Any]) -> Problems:
     """The ring buffer never holds more than its capacity, and drops only when full."""
     buf = doc.get("buffer")
@@ -183,9 +199,15 @@ def rule_buffer(doc: dict[str, Any]) -> Problems:
     if type(capacity) is not int or capacity < 1:
         return
     finished = sum(1 for _, s in _steps(doc) if s.get("status", "completed") != "in_flight")
-    if finished > capacity:
-        yield _p("/buffer/capacity", f"{finished} finished steps are recorded but the buffer holds "
-                 f"at most {capacity}", "buffer_consistent")
+    pinned = doc.get("pinned")
+    over = finished
+    if isinstance(pinned, dict):
+        # Failed and cancelled steps, and the ancestors of such, may be pinned beyond the ring.
+        over = finished - _pinnable(doc)
+    if over > capacity:
+        yield _p("/buffer/capacity", f"{over} finished steps are recorded but the buffer holds "
+                 f"at most {capacity}" + (" besides pinned failures" if over != finished else ""),
+                 "buffer_consistent")
     if type(dropped) is int and dropped > 0 and finished < capacity:
         yield _p("/buffer/dropped", f"{dropped} steps were dropped but the buffer holds only "
                  f"{finished} of {capacity}; a ring buffer drops only when full", "buffer_consistent")

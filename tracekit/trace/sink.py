@@ -247,6 +247,10 @@ class FileSink:
         atomic_write(path, data, mode=_mode(private))
         return path
 
+    def for_child(self, pid: int) -> FileSink:
+        """A forked child's sink: ``trace.<pid>.json`` beside ``trace.json``, never the parent's."""
+        return FileSink(self.path.with_name(f"{self.path.stem}.{pid}{self.path.suffix}"))
+
 
 class HistorySink:
     """A new file per run in ``directory``, never overwritten; later writes of a run replace its
