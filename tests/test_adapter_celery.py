@@ -15,6 +15,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+pytest.importorskip("celery")  # the [celery] extra; CI installs it
+
 from celery import Celery, chain
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import Ignore, TaskRevokedError

@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+pytest.importorskip("hamilton")  # the [hamilton] extra; CI installs it
+
 from hamilton import driver
 
 from tracekit import TraceContext, TraceRecorder

@@ -247,6 +247,21 @@ def test_xdist_workers_each_write_their_own_trace(
     assert node_ids == sorted(f"test_pass.py::test_many[{i}]" for i in range(4))
 
 
+def test_xdist_controller_writes_nothing_whichever_plugin_loads_first(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `-p` loads the plugin before every installed one, so its pytest_configure runs before
+    # xdist's has registered the controller: the order a fresh install can give.
+    monkeypatch.setenv("TRACEKIT_TRACE", "always")
+    monkeypatch.setenv("TRACEKIT_TRACE_OUT", str(pytester.path / "trace.json"))
+    pytester.makepyfile(test_pass=PASSING)
+    result = pytester.runpytest_subprocess(
+        *_QUIET, "-p", "no:tracekit", "-p", "tracekit.adapters.pytest", "--tracekit", "-n", "2"
+    )
+    result.assert_outcomes(passed=4)
+    assert sorted(f.name for f in pytester.path.glob("trace*.json")) == ["trace-gw0.json", "trace-gw1.json"]
+
+
 @pytest.mark.parametrize(
     ("stop", "outcome"),
     [("raise KeyboardInterrupt", "cancelled"), ("pytest.exit('enough', returncode=3)", "cancelled")],

@@ -86,7 +86,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cmd.insert(4, "--no-build-isolation")  # the backend is here: no index needed
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    (path,) = out.glob("tracekit-*.whl")
+    (path,) = out.glob("tracekit_recorder-*.whl")  # the distribution name (pyproject.toml)
     return path
 
 

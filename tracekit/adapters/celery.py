@@ -41,7 +41,7 @@ try:
     from celery.exceptions import Ignore, Retry, TaskRevokedError
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "tracekit.adapters.celery needs Celery; install it with: pip install 'tracekit[celery]'"
+        "tracekit.adapters.celery needs Celery; install it with: pip install 'tracekit-recorder[celery]'"
     ) from _exc
 
 __all__ = [

@@ -99,9 +99,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("tracekit", False):
         return
-    if config.pluginmanager.has_plugin(_XDIST_CONTROLLER):
+    if _is_xdist_controller(config):
         return  # tests run in the workers; an empty controller trace would only mislead
     config.pluginmanager.register(TracekitPytestPlugin(config), PLUGIN_NAME)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process is pytest-xdist's controller (it runs no tests itself).
+
+    xdist's own ``pytest_configure`` may not have run yet: both are ``trylast``, and their order
+    follows the order the distributions are installed in, so xdist's options are read as well
+    (the same test as its ``_is_distribution_mode``; a worker's ``dist`` is ``"no"``).
+    """
+    if config.pluginmanager.has_plugin(_XDIST_CONTROLLER):
+        return True
+    if hasattr(config, "workerinput") or config.getvalue("collectonly"):
+        return False
+    # Without xdist these options do not exist and the defaults answer.
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
 def _worker_id(config: pytest.Config) -> str | None:
