@@ -8,6 +8,7 @@ way a user does it, at import, so ``TRACEKIT_TRACE*`` variables configure the re
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,10 @@ def slow(self: Any, seconds: float) -> float:
     _mark_started(self.request.id)
     time.sleep(seconds)
     return seconds
+
+
+@app.task(bind=True)
+def killed(self: Any) -> None:
+    # What the OOM killer does to a pool process: no exception, no signal handler, no cleanup.
+    _mark_started(self.request.id)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -6,8 +6,9 @@ Two worker lifetimes, each shared by the tests that read what it wrote:
 - ``always``: ``TRACEKIT_TRACE=always``; a success, a failure, a soft and a hard time limit, a
   retried task whose ``Retry.exc`` is a refused connection, then a warm shutdown (SIGTERM) while a
   task runs.
-- ``on`` (the default mode): a task revoked with ``terminate=True`` while it runs, then a cold
-  shutdown (SIGQUIT) while another one runs.
+- ``on`` (the default mode): a pool process killed with SIGKILL (as the OOM killer does), a task
+  revoked with ``terminate=True`` while it runs, then a cold shutdown (SIGQUIT) while another
+  one runs.
 
 Nothing here sleeps to synchronise: results are awaited with timeouts, and a task that must be
 running before the worker is signalled touches a file first (polled for, with a deadline).
@@ -96,6 +97,22 @@ class Worker:
                 pytest.fail(f"task {label} never started; worker log:\n{self.log_tail()}")
             time.sleep(0.02)
 
+    def wait_active(self, label: str) -> None:
+        """Until the worker's main process lists the task as running (it accepted it from the pool).
+
+        The task's own "started" mark can come first; a cold shutdown cancels only what the main
+        process knows is running.
+        """
+        self.wait_started(label)
+        task_id = self.results[label].id
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            active = self.client.control.inspect(timeout=0.5).active() or {}
+            if any(t.get("id") == task_id for tasks in active.values() for t in tasks):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the worker never listed task {label} as active; its log:\n{self.log_tail()}")
+
     def stop(self, signum: int) -> int:
         self.process.send_signal(signum)
         try:
@@ -169,17 +186,20 @@ def always_worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def on_worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A revoke with terminate=True, then a cold shutdown (SIGQUIT) while a task runs."""
+    """A pool process killed by SIGKILL, a revoke with terminate=True, then a cold shutdown (SIGQUIT)
+    while a task runs."""
     worker = _start_worker(redis_server, 2, tmp_path_factory.mktemp("on"), "on")
     try:
         worker.send("before", "add", 1, 1)
         assert worker.outcome("before") == 2
+        worker.send("lost", "killed")
+        worker.outcome("lost")
         worker.send("revoked", "slow", 30.0)
         worker.wait_started("revoked")
         worker.client.control.revoke(worker.results["revoked"].id, terminate=True)
         worker.outcome("revoked")
         worker.send("in_flight", "slow", 30.0)
-        worker.wait_started("in_flight")
+        worker.wait_active("in_flight")
         worker.stop(signal.SIGQUIT)
         yield worker
     finally:
@@ -262,17 +282,20 @@ class TestAlwaysModeAndWarmShutdown:
                 assert _chain_types(pool_step)[-1] == "SystemExit"
 
     def test_a_retry_keeps_the_real_cause_and_its_hint(self, always_worker: Worker) -> None:
-        attempts = {(s["attempt"], s["status"]): (t, s) for t, s in always_worker.steps("fetch")}
-        assert set(attempts) == {(1, "failed"), (2, "failed")}, attempts.keys()
-        _, first = attempts[(1, "failed")]
-        assert first["error"]["code"] == "retry"
-        assert _chain_types(first) == ["celery.exceptions.Retry", "ConnectionRefusedError"]
-        assert first["error"]["details"]["chain"][1]["relation"] == "cause"
-        assert any(h.startswith(REFUSED_HINT) for h in first["error"]["details"]["hints"])
-        last_trace, last = attempts[(2, "failed")]
-        assert last["step_id"] == f"{always_worker.results['fetch'].id}#2"
-        assert last["error"]["code"] == "timeout"  # max_retries reached: Retry.exc is raised
-        assert last_trace.outcome == "failure"
+        found = always_worker.steps("fetch")
+        assert {(s["attempt"], s["status"]) for _, s in found} == {(1, "failed"), (2, "failed")}
+        task_id = always_worker.results["fetch"].id
+        for _, step in found:
+            if step["attempt"] == 1:
+                assert step["step_id"] == task_id
+                assert step["error"]["code"] == "retry"
+                assert _chain_types(step) == ["celery.exceptions.Retry", "ConnectionRefusedError"]
+                assert step["error"]["details"]["chain"][1]["relation"] == "cause"
+                assert any(h.startswith(REFUSED_HINT) for h in step["error"]["details"]["hints"])
+            else:
+                assert step["step_id"] == f"{task_id}#2"
+                assert step["error"]["code"] == "timeout"  # max_retries reached: Retry.exc is raised
+        assert any(t.outcome == "failure" for t, s in found if s["attempt"] == 2)
 
     def test_a_warm_shutdown_loses_nothing_the_worker_finished(self, always_worker: Worker) -> None:
         found = always_worker.steps("finishing")
@@ -291,6 +314,16 @@ class TestOnModeRevokeAndColdShutdown:
     def test_every_trace_validates(self, on_worker: Worker) -> None:
         _validate(on_worker)
 
+    def test_a_killed_pool_process_is_one_failure_in_the_main_process(self, on_worker: Worker) -> None:
+        assert on_worker.results["lost"].state == "FAILURE"
+        found = on_worker.steps("lost")
+        assert [(t.pid, t.outcome) for t, _ in found] == [(on_worker.process.pid, "failure")]
+        ((trace, step),) = found
+        assert step["status"] == "failed"
+        assert _chain_types(step) == ["billiard.exceptions.WorkerLostError"]
+        assert any("pool process died" in h for h in step["error"]["details"]["hints"])
+        assert trace.doc.get("errors", []) == []
+
     def test_a_task_revoked_with_terminate_ends_cancelled(self, on_worker: Worker) -> None:
         assert on_worker.results["revoked"].state == "REVOKED"
         found = on_worker.steps("revoked")
@@ -307,7 +340,8 @@ class TestOnModeRevokeAndColdShutdown:
         for trace, step in found:
             assert step["status"] in ("cancelled", "in_flight")
             assert trace.outcome in ("cancelled", "in_progress")
-        assert any(s["status"] == "cancelled" and "received SIGTERM" in s["error"]["message"] for _, s in found)
+        assert any(s["status"] == "cancelled" and "received SIGTERM" in s["error"]["message"]
+                   for _, s in found)
 
     def test_on_mode_writes_no_success_only_trace(self, on_worker: Worker) -> None:
         # The task that succeeded first is written only with the run it belongs to: never alone.
