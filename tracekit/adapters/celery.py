@@ -14,31 +14,44 @@ Mapping: node_id = task name; component_id = the task's module (``app.main`` for
 payload = ``{"args": [...], "kwargs": {...}}`` as the task received them; output = the return
 value; step_id = task id, with ``#<attempt>`` appended from the second attempt on; attempt =
 ``request.retries + 1``; parent_step_id = the parent task's step (``request.parent_id``).
-A retry ends its attempt ``failed`` with code ``retry`` (the attempt did raise); a revoked or
-ignored task ends ``cancelled``.
+A retry ends its attempt ``failed`` with code ``retry`` (the attempt did raise), its chain
+ending in ``Retry.exc``; a revoked or ignored task ends ``cancelled``. A task a ``BaseException``
+unwound (its pool process stopped at a hard time limit, a revoke with ``terminate=True``, a cold
+shutdown) ends ``cancelled`` (``failed`` for a BaseException that is not control flow), never
+``completed``, and the process writes its trace at once: it is about to exit. Failures only the
+worker's main process sees (a hard time limit, a lost pool process) are recorded there, once
+per attempt however many times Celery reports them. docs/adapters/celery.md has the whole table.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
-from tracekit.config import TraceConfig
-from tracekit.errors import register_code, register_control_flow
-from tracekit.observer import NodeEvent
-from tracekit.recorder import TraceRecorder
-from tracekit.trace.model import TraceContext
+from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
+from tracekit.adapters._celery_steps import ATTEMPT_SEPARATOR, OPERATION, TaskSteps, attempt_of, step_id_of
+from tracekit.errors import is_control_flow, register_code, register_control_flow
 
 try:
     import celery
     from celery import signals as _signals
     from celery import states as _states
     from celery.exceptions import Ignore, Retry, TaskRevokedError
+
+    from tracekit.adapters._celery_fates import (
+        CANCELLED_BY_WORKER,
+        TaskInterrupted,
+        hard_time_limit,
+        interruption,
+        signal_name,
+        with_retry_cause,
+    )
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "tracekit.adapters.celery needs Celery; install it with: pip install 'tracekit-recorder[celery]'"
@@ -51,21 +64,18 @@ __all__ = [
     "RETRY_CODE",
     "CeleryInstrumentation",
     "RecorderFactory",
+    "TaskInterrupted",
     "instrument",
 ]
 
 _log = logging.getLogger("tracekit")
 
-#: The ``operation`` of every task step.
-OPERATION: Final = "task"
 #: ``error.code`` of an attempt that ended because the task asked to be retried.
 RETRY_CODE: Final = "retry"
-#: Between the task id and the attempt number in the step id of a retry (``<id>#2``).
-ATTEMPT_SEPARATOR: Final = "#"
 #: ``flow.version`` when no ``context`` is given: a worker serves tasks, not one versioned flow.
 DEFAULT_FLOW_VERSION: Final = "unversioned"
-# Task ids remembered per process for parent links and for signals that arrive after the end.
-_REMEMBERED_TASKS: Final = 1024
+# How long a process exiting waits for its recorder's lock before writing anyway.
+_EXIT_LOCK_TIMEOUT_S: Final = 2.0
 
 #: Builds the recorder of one worker process from the trace context.
 RecorderFactory = Callable[[TraceContext], TraceRecorder]
@@ -133,11 +143,11 @@ class CeleryInstrumentation:
     """The connection between one Celery app's signals and a recorder per worker process.
 
     Threading contract: signal receivers run on whatever thread runs the task (the threads pool
-    runs many at once); their shared state is guarded by a lock, they never block on I/O except
-    to write a trace at a failure, and they never raise into the worker (a failure of tracekit
-    itself is logged once per signal on the ``tracekit`` logger and counted in
-    :attr:`internal_errors`). :attr:`recorder` and :meth:`disconnect` may be called from any
-    thread.
+    runs many at once); their shared state is guarded by locks, they never block on I/O except
+    to write a trace at a failure or as the process ends, and they never raise into the worker
+    (a failure of tracekit itself is logged once per signal on the ``tracekit`` logger and
+    counted in :attr:`internal_errors`). :attr:`recorder` and :meth:`disconnect` may be called
+    from any thread.
     """
 
     def __init__(self, app: Any, context: TraceContext, factory: RecorderFactory) -> None:
@@ -155,9 +165,7 @@ class CeleryInstrumentation:
         self._lock = threading.Lock()
         self._recorder: TraceRecorder | None = None
         self._pid = os.getpid()
-        self._open: dict[str, NodeEvent] = {}  # step id -> event, tasks running here now
-        self._latest: OrderedDict[str, str] = OrderedDict()  # task id -> its latest step id here
-        self._ended: OrderedDict[str, None] = OrderedDict()  # step ids that ended here lately
+        self._steps = TaskSteps()
 
     # --- public -------------------------------------------------------------------------------
 
@@ -229,23 +237,7 @@ class CeleryInstrumentation:
         rec = self.recorder
         return rec if rec.enabled else None
 
-    # --- bookkeeping --------------------------------------------------------------------------
-
-    def _event(self, task: Any, task_id: str, attempt: int, args: Any, kwargs: Any,
-               parent_id: str | None) -> NodeEvent:
-        step_id = _step_id(task_id, attempt)
-        with self._lock:
-            parent = self._latest.get(parent_id, parent_id) if parent_id else None
-            _remember(self._latest, task_id, step_id)
-        return NodeEvent(
-            node_id=str(getattr(task, "name", None) or type(task).__name__),
-            component_id=self._component(task),
-            operation=OPERATION,
-            payload={"args": list(args or ()), "kwargs": dict(kwargs or {})},
-            step_id=step_id,
-            parent_step_id=parent,
-            attempt=attempt,
-        )
+    # --- steps --------------------------------------------------------------------------------
 
     def _component(self, task: Any) -> str:
         module = getattr(task, "__module__", None)
@@ -253,35 +245,30 @@ class CeleryInstrumentation:
             return module
         return str(self.app.main or "celery")
 
-    def _take(self, step_id: str) -> NodeEvent | None:
-        with self._lock:
-            event = self._open.pop(step_id, None)
-            if event is not None:
-                _remember(self._ended, step_id, None)
-            return event
-
-    def _ended_here(self, step_id: str) -> bool:
-        with self._lock:
-            return step_id in self._ended
-
-    def _step_of(self, task: Any, task_id: str) -> str:
-        # The running request names the attempt; a signal sent from outside it (the prefork
-        # parent after a time limit) falls back to the latest attempt this process saw.
-        req = getattr(task, "request", None)
-        if req is not None and getattr(req, "id", None) == task_id:
-            return _step_id(task_id, _attempt(req))
-        with self._lock:
-            return self._latest.get(task_id, task_id)
-
     def _unseen(self, rec: TraceRecorder, task: Any, request: Any, task_id: str, attempt: int,
                 args: Any, kwargs: Any) -> NodeEvent:
-        """A task that ends here without having started here: a step that starts now."""
-        event = self._event(task, task_id, attempt, args, kwargs,
-                            getattr(request, "parent_id", None))
+        """A task that ends here without having started here (the prefork parent): it starts now."""
+        event = self._steps.event(task, self._component(task), task_id, attempt, args, kwargs,
+                                  getattr(request, "parent_id", None))
         rec.on_node_start(event)
-        with self._lock:
-            _remember(self._ended, _step_id(task_id, attempt), None)
+        self._steps.ended(str(event.step_id))
         return event
+
+    def _ending(self, rec: TraceRecorder, sender: Any, request: Any, *, again: bool) -> NodeEvent | None:
+        """The step of ``request``'s attempt: running here, or one that starts now.
+
+        None when it already ended here, unless ``again`` (then a second step records it).
+        """
+        task_id = str(getattr(request, "id", None))
+        attempt = attempt_of(request)
+        step_id = step_id_of(task_id, attempt)
+        running = self._steps.take(step_id)
+        if running is not None:
+            return running[0]
+        if not again and self._steps.ended_here(step_id):
+            return None
+        return self._unseen(rec, sender, request, task_id, attempt,
+                            getattr(request, "args", None), getattr(request, "kwargs", None))
 
     # --- signal receivers (each runs inside _guarded) -----------------------------------------
 
@@ -289,26 +276,41 @@ class CeleryInstrumentation:
         task = kw.get("task", sender)
         if not self._ours(task) or (rec := self._active_recorder()) is None:
             return
-        task_id = str(kw.get("task_id"))
         req = task.request
-        event = self._event(task, task_id, _attempt(req), kw.get("args"), kw.get("kwargs"),
-                            getattr(req, "parent_id", None))
-        with self._lock:
-            self._open[str(event.step_id)] = event
+        event = self._steps.event(task, self._component(task), str(kw.get("task_id")),
+                                  attempt_of(req), kw.get("args"), kw.get("kwargs"),
+                                  getattr(req, "parent_id", None))
+        self._steps.started(event)
         rec.on_node_start(event)
 
     def _postrun(self, sender: Any, kw: dict[str, Any]) -> None:
         task = kw.get("task", sender)
         if not self._ours(task) or (rec := self._active_recorder()) is None:
             return
-        event = self._take(self._step_of(task, str(kw.get("task_id"))))
-        if event is None:
+        step_id = self._steps.step_of(task, str(kw.get("task_id")))
+        running = self._steps.take(step_id)
+        if running is None:
             return  # already ended by task_failure or task_retry
-        retval = kw.get("retval")
-        if kw.get("state") in (None, _states.SUCCESS) or not isinstance(retval, BaseException):
+        event, started = running
+        state, retval = kw.get("state"), kw.get("retval")
+        if state == _states.SUCCESS:
             rec.on_node_end(event, retval)
-        else:
+        elif state is None:
+            # A BaseException is unwinding the task: this runs in trace_task's finally block.
+            error = interruption(sys.exc_info()[1], elapsed_s=time.monotonic() - started,
+                                 hard_limit_s=hard_time_limit(task))
+            rec.on_node_error(event, error)
+            self._steps.first_failure(step_id)
+            # Celery sends no task_failure for it, and the pool process exits next: write now.
+            if is_control_flow(error):
+                rec.end_run_now("cancelled", None, force=True)
+            else:
+                rec.flush_error(error)
+        elif isinstance(retval, BaseException):
             rec.on_node_error(event, retval)  # ignored (cancelled) or rejected (failed)
+        else:
+            rec.on_node_error(event, RuntimeError(
+                f"Celery ended task {event.step_id} in state {state!r} without an exception"))
 
     def _failure(self, sender: Any, kw: dict[str, Any]) -> None:
         if not self._ours(sender) or (rec := self._active_recorder()) is None:
@@ -317,49 +319,46 @@ class CeleryInstrumentation:
         error = kw.get("exception")
         if not isinstance(error, BaseException):
             error = RuntimeError(f"Celery reported task {task_id} failed without an exception")
-        step_id = self._step_of(sender, task_id)
-        event = self._take(step_id)
-        if event is None:
-            if self._ended_here(step_id):
-                rec.flush_error(error)  # its step is recorded already (a rejected message)
-                return
-            attempt = _attempt_of_step(step_id)
-            event = self._unseen(rec, sender, getattr(sender, "request", None), task_id, attempt,
-                                 kw.get("args"), kw.get("kwargs"))
+        step_id = self._steps.step_of(sender, task_id)
+        if not self._steps.first_failure(step_id):
+            return  # a repeat: Celery 5.x reports a hard time limit twice in the prefork parent
+        running = self._steps.take(step_id)
+        if running is not None:
+            event = running[0]
+        elif self._steps.ended_here(step_id):
+            rec.flush_error(error)  # its step is recorded already (a rejected message)
+            return
+        else:
+            event = self._unseen(rec, sender, getattr(sender, "request", None), task_id,
+                                 TaskSteps.attempt_in(step_id), kw.get("args"), kw.get("kwargs"))
         rec.on_node_error(event, error)
         rec.flush_error(error)
 
     def _retry(self, sender: Any, kw: dict[str, Any]) -> None:
         if not self._ours(sender) or (rec := self._active_recorder()) is None:
             return
-        request = kw.get("request")
-        task_id = str(getattr(request, "id", None))
-        attempt = _attempt(request)
         reason = kw.get("reason")
-        if not isinstance(reason, BaseException):
-            reason = Retry("the worker gave the task back to the broker to run again")
-        event = self._take(_step_id(task_id, attempt))
-        if event is None:
-            if self._ended_here(_step_id(task_id, attempt)):
-                return
-            event = self._unseen(rec, sender, request, task_id, attempt,
-                                 getattr(request, "args", None), getattr(request, "kwargs", None))
-        rec.on_node_error(event, reason)
+        error: BaseException
+        if "reason" not in kw:
+            error = TaskInterrupted(CANCELLED_BY_WORKER)  # sent by Request._announce_cancelled
+        elif isinstance(reason, BaseException):
+            error = with_retry_cause(reason)
+        else:
+            error = Retry("the worker gave the task back to the broker to run again")
+        event = self._ending(rec, sender, kw.get("request"), again=False)
+        if event is not None:
+            rec.on_node_error(event, error)
 
     def _revoked(self, sender: Any, kw: dict[str, Any]) -> None:
         if not self._ours(sender) or (rec := self._active_recorder()) is None:
             return
         request = kw.get("request")
-        task_id = str(getattr(request, "id", None))
-        attempt = _attempt(request)
         why = "expired" if kw.get("expired") else (
-            f"terminated (signal {kw.get('signum')})" if kw.get("terminated") else "revoked")
-        error = TaskRevokedError(f"task {task_id} was revoked: {why}")
-        event = self._take(_step_id(task_id, attempt))
-        if event is None:
-            event = self._unseen(rec, sender, request, task_id, attempt,
-                                 getattr(request, "args", None), getattr(request, "kwargs", None))
-        rec.on_node_error(event, error)
+            f"terminated ({signal_name(kw.get('signum'))})" if kw.get("terminated") else "revoked")
+        error = TaskRevokedError(f"task {getattr(request, 'id', None)} was revoked: {why}")
+        event = self._ending(rec, sender, request, again=True)
+        if event is not None:
+            rec.on_node_error(event, error)
 
     def _process_init(self, sender: Any, kw: dict[str, Any]) -> None:
         # A pool process begins: drop whatever it inherited (os.register_at_fork does too).
@@ -374,31 +373,13 @@ class CeleryInstrumentation:
             self._flush_at_exit()
 
     def _flush_at_exit(self) -> None:
-        # Ends the implicit run: written in always mode, or rewritten if it wrote a file already.
+        # Ends the implicit run: written in always mode, or rewritten if it wrote a file already;
+        # a run with nothing since its last final trace writes no empty file.
         rec = self._recorder
-        if rec is not None and os.getpid() == self._pid:
+        if rec is None or os.getpid() != self._pid or not rec.enabled:
+            return
+        if rec.has_unfinished_run(lock_timeout=_EXIT_LOCK_TIMEOUT_S) is not False:
             rec.flush_success()
-
-
-def _attempt(request: Any) -> int:
-    retries = getattr(request, "retries", None)
-    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
-
-
-def _step_id(task_id: str, attempt: int) -> str:
-    return task_id if attempt <= 1 else f"{task_id}{ATTEMPT_SEPARATOR}{attempt}"
-
-
-def _attempt_of_step(step_id: str) -> int:
-    _, sep, tail = step_id.rpartition(ATTEMPT_SEPARATOR)
-    return int(tail) if sep and tail.isdigit() else 1
-
-
-def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > _REMEMBERED_TASKS:
-        table.popitem(last=False)
 
 
 def _after_fork_in_child() -> None:
