@@ -1,15 +1,17 @@
 """The observer protocol: what a runner calls as its nodes start, end, fail or are validated.
 
-Data flows one way: adapter -> observer protocol -> recorder -> ring buffer -> sink. This module
+Data flows one way: adapter -> observer protocol -> recorder -> capture/errors -> trace -> sink. This module
 holds only the protocol and its event types, so a runner can depend on it without the recorder.
 """
 
 from __future__ import annotations
 
-import logging
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from tracekit._guard import LogOnce
 
 __all__ = [
     "SEVERITIES",
@@ -18,9 +20,8 @@ __all__ = [
     "NodeEvent",
     "Severity",
     "ValidationIssue",
+    "takes_phase",
 ]
-
-_log = logging.getLogger("tracekit")
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
@@ -73,9 +74,25 @@ class ExecutionObserver(Protocol):
 
     def on_node_end(self, event: NodeEvent, output: Any) -> None: ...
 
-    def on_node_error(self, event: NodeEvent, error: BaseException) -> None: ...
+    def on_node_error(self, event: NodeEvent, error: BaseException) -> None:
+        """The node failed with ``error``.
+
+        An implementation may also take a keyword ``phase`` (``"setup"``, ``"execution"`` or
+        ``"completion"``: when in the step's life it failed, as the recorder does); runners and
+        :class:`CompositeObserver` pass it only to observers whose method takes it.
+        """
+        ...
 
     def on_validation(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> None: ...
+
+
+def takes_phase(observer: object) -> bool:
+    """Whether ``observer.on_node_error`` accepts the ``phase`` keyword."""
+    try:
+        params = inspect.signature(observer.on_node_error).parameters  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "phase" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 class CompositeObserver:
@@ -85,30 +102,28 @@ class CompositeObserver:
     ``tracekit`` logger (once per observer and method) and counted in ``failures``.
     """
 
-    __slots__ = ("_logged", "failures", "observers")
+    __slots__ = ("_logged", "_phase_takers", "failures", "observers")
 
     def __init__(self, observers: Iterable[ExecutionObserver] = ()) -> None:
         self.observers: tuple[ExecutionObserver, ...] = tuple(observers)
         self.failures = 0
-        self._logged: set[tuple[int, str]] = set()
+        self._logged = LogOnce()
+        self._phase_takers: dict[int, bool] = {}
 
     def add(self, observer: ExecutionObserver) -> None:
         self.observers = (*self.observers, observer)
+        self._phase_takers.clear()  # ids of removed observers may be reused
 
     def remove(self, observer: ExecutionObserver) -> None:
         self.observers = tuple(o for o in self.observers if o is not observer)
+        self._phase_takers.clear()
 
     def _failed(self, observer: ExecutionObserver, method: str) -> None:
         self.failures += 1
-        key = (id(observer), method)
-        if key not in self._logged:
-            self._logged.add(key)
-            _log.warning(
-                "tracekit: observer %r raised in %s; it is skipped for this event",
-                observer,
-                method,
-                exc_info=True,
-            )
+        self._logged.warn(
+            (id(observer), method), "tracekit: observer %r raised in %s; it is skipped for this event",
+            observer, method,
+        )
 
     def on_node_start(self, event: NodeEvent) -> None:
         for obs in self.observers:
@@ -124,10 +139,16 @@ class CompositeObserver:
             except Exception:
                 self._failed(obs, "on_node_end")
 
-    def on_node_error(self, event: NodeEvent, error: BaseException) -> None:
+    def on_node_error(self, event: NodeEvent, error: BaseException, *, phase: str = "execution") -> None:
         for obs in self.observers:
             try:
-                obs.on_node_error(event, error)
+                takes = self._phase_takers.get(id(obs))
+                if takes is None:
+                    takes = self._phase_takers[id(obs)] = takes_phase(obs)
+                if takes:
+                    obs.on_node_error(event, error, phase=phase)  # type: ignore[call-arg]
+                else:
+                    obs.on_node_error(event, error)
             except Exception:
                 self._failed(obs, "on_node_error")
 

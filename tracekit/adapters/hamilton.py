@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from hamilton.lifecycle import GraphExecutionHook, NodeExecutionHook
 
+from tracekit._guard import LogOnce
 from tracekit.observer import NodeEvent
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         self._graphs = 0
         self._first_error: BaseException | None = None
         self._scope: AbstractContextManager[Any] | None = None
-        self._failures_logged: set[str] = set()
+        self._failures_logged = LogOnce()
 
     # --- graph executions are runs ------------------------------------------------------------
 
@@ -221,6 +222,4 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
             self._failed("run_after_node_execution")
 
     def _failed(self, where: str) -> None:
-        if where not in self._failures_logged:
-            self._failures_logged.add(where)
-            _log.warning("tracekit: Hamilton hook %s failed; the run is unaffected", where, exc_info=True)
+        self._failures_logged.warn(where, "tracekit: Hamilton hook %s failed; the run is unaffected", where)

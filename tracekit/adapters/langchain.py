@@ -27,6 +27,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from tracekit._guard import LogOnce
 from tracekit.errors import register_control_flow
 from tracekit.observer import NodeEvent
 
@@ -130,7 +131,7 @@ class TracekitCallbackHandler(BaseCallbackHandler):
         self._roots = 0
         self._root_error: BaseException | None = None
         self._scope: AbstractContextManager[Any] | None = None
-        self._failures_logged: set[str] = set()
+        self._failures_logged = LogOnce()
         _register_langgraph_control_flow()
 
     @property
@@ -434,7 +435,6 @@ class TracekitCallbackHandler(BaseCallbackHandler):
                     self._failed("run end")  # a strict recorder's write error: logged, kept
 
     def _failed(self, where: str) -> None:
-        if where not in self._failures_logged:
-            self._failures_logged.add(where)
-            _log.warning("tracekit: LangChain callback %s failed; the run is unaffected", where,
-                         exc_info=True)
+        self._failures_logged.warn(
+            where, "tracekit: LangChain callback %s failed; the run is unaffected", where
+        )

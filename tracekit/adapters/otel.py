@@ -22,6 +22,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Status, StatusCode, format_span_id
 
+from tracekit._guard import LogOnce
 from tracekit._version import __version__
 from tracekit.capture.hashing import hash_hex
 from tracekit.errors import is_control_flow
@@ -178,7 +179,7 @@ class TracekitSpanProcessor(SpanProcessor):
         self.flush_on_root_end = flush_on_root_end
         self._events: dict[int, NodeEvent] = {}
         self._lock = threading.Lock()
-        self._logged: set[str] = set()
+        self._logged = LogOnce()
 
     def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
         if not self.recorder.enabled:
@@ -244,10 +245,7 @@ class TracekitSpanProcessor(SpanProcessor):
         )
 
     def _failed(self, where: str) -> None:
-        if where not in self._logged:
-            self._logged.add(where)
-            _log.warning("tracekit: span processor %s failed; the runner is unaffected", where,
-                         exc_info=True)
+        self._logged.warn(where, "tracekit: span processor %s failed; the runner is unaffected", where)
 
 
 # --- steps out: the observer -----------------------------------------------------------------
@@ -293,7 +291,7 @@ class OTelObserver:
         self._open: dict[Any, list[otel_trace.Span]] = {}
         self._by_step: dict[str, otel_trace.Span] = {}
         self._lock = threading.Lock()
-        self._logged: set[str] = set()
+        self._logged = LogOnce()
 
     @staticmethod
     def _key(event: NodeEvent) -> Any:
@@ -400,7 +398,4 @@ class OTelObserver:
             return span
 
     def _failed(self, where: str) -> None:
-        if where not in self._logged:
-            self._logged.add(where)
-            _log.warning("tracekit: OTelObserver.%s failed; the runner is unaffected", where,
-                         exc_info=True)
+        self._logged.warn(where, "tracekit: OTelObserver.%s failed; the runner is unaffected", where)
