@@ -123,3 +123,36 @@ def test_bad_overrides_are_named() -> None:
         TraceConfig.from_env({}, mode="loud")
     with pytest.raises(ConfigError, match=r"out=.* and dir="):
         TraceConfig.from_env({}, out="a.json", dir="d")
+
+
+class TestDirectConstruction:
+    """``TraceConfig(...)`` built directly is checked as ``from_env`` checks (attrs-style)."""
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("mode", "on"),
+            ("out", "trace.json"),
+            ("dir", "traces"),
+            ("buffer", 0),
+            ("buffer", True),
+            ("max_failures", -1),
+            ("max_errors", "5"),
+            ("keep", 0),
+            ("capture_inputs", 1),
+            ("strict", "yes"),
+            ("git_sha", 123),
+            ("redact_keys", ["password"]),
+            ("redactor", "not callable"),
+        ],
+    )
+    def test_a_bad_value_is_refused_naming_the_field(self, field: str, value: object) -> None:
+        from tracekit import ConfigError, TraceConfig
+
+        with pytest.raises(ConfigError, match=f"^{field}="):
+            TraceConfig(**{field: value})  # type: ignore[arg-type]
+
+    def test_the_defaults_are_valid(self) -> None:
+        from tracekit import TraceConfig
+
+        assert TraceConfig().describe()["max_failures"] == 100

@@ -135,6 +135,32 @@ class TraceConfig:
     redact_keys: tuple[str, ...] = ()
     redactor: Redactor | None = None
 
+    def __post_init__(self) -> None:
+        # Built directly (TraceConfig(...)) the values were not parsed: check them here, as attrs
+        # validators do, so no recorder ever runs on a config that from_env would refuse.
+        if not isinstance(self.mode, TraceMode):
+            raise ConfigError(f"mode={self.mode!r} is not allowed; allowed: a TraceMode (OFF, ON, ALWAYS)")
+        if not isinstance(self.out, Path):
+            raise ConfigError(f"out={self.out!r} is not allowed; allowed: a pathlib.Path")
+        if self.dir is not None and not isinstance(self.dir, Path):
+            raise ConfigError(f"dir={self.dir!r} is not allowed; allowed: a pathlib.Path or None")
+        for name in ("buffer", "max_capture_bytes", "max_detail_chars", "max_errors", "max_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is not allowed; allowed: an integer >= 1")
+        if self.keep is not None and (isinstance(self.keep, bool) or not isinstance(self.keep, int)
+                                      or self.keep < 1):
+            raise ConfigError(f"keep={self.keep!r} is not allowed; allowed: an integer >= 1 or None")
+        for name in ("capture_inputs", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed; allowed: True or False")
+        if self.git_sha is not None and not isinstance(self.git_sha, str):
+            raise ConfigError(f"git_sha={self.git_sha!r} is not allowed; allowed: a string or None")
+        if not isinstance(self.redact_keys, tuple) or not all(isinstance(k, str) for k in self.redact_keys):
+            raise ConfigError(f"redact_keys={self.redact_keys!r} is not allowed; allowed: a tuple of strings")
+        if self.redactor is not None and not callable(self.redactor):
+            raise ConfigError(f"redactor={self.redactor!r} is not callable; allowed: a callable or None")
+
     @property
     def enabled(self) -> bool:
         return self.mode is not TraceMode.OFF
