@@ -7,6 +7,7 @@ never raises into the runner. Flushes are serialized by a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -20,6 +21,7 @@ from tracekit.capture.coerce import coerce_issues
 from tracekit.capture.hashing import hash_source
 from tracekit.config import TraceConfig
 from tracekit.errors.events import ErrorChannel, ErrorEvent
+from tracekit.errors.text import redact_text
 from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.recorder import hotpath as _hotpath
 from tracekit.recorder._context import current_task as _current_task
@@ -203,11 +205,12 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             self._internal_error("on_validation")
 
     def _issues(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> list[ValidationIssue]:
-        """The issues as the envelope needs them: typed fields, messages capped."""
+        """The issues as the envelope needs them: typed fields, messages capped and redacted."""
         found, bad = coerce_issues(issues, self.config.max_detail_chars)
         for _ in range(bad):
             self._misused("bad_validation_issue", event)
-        return found
+        return [i if (m := redact_text(i.message)) == i.message else dataclasses.replace(i, message=m)
+                for i in found]
 
 
     # --- misuse and internal errors never reach the runner -------------------------------------
