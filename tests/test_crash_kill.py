@@ -1,8 +1,9 @@
 """Crash safety: kill -9 a process while it rewrites a large trace, again and again.
 
 After every kill the target is absent (nothing written yet) or a complete, schema-valid trace,
-never a partial one; the temp files the killed writers left behind are swept by the next flush
-to that directory. Bounded by ``TRACEKIT_SOAK_ITERATIONS`` (default 10; CI sets 40).
+never a partial one; the temp files the killed writers left behind are swept, once they are
+older than ``STALE_TEMP_SECONDS``, by the next flush to that directory. Bounded by
+``TRACEKIT_SOAK_ITERATIONS`` (default 10; CI sets 40).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
 from tracekit.trace import sink as sink_module
 from tracekit.trace.schema import validate_document
-from tracekit.trace.sink import TEMP_MARKER
+from tracekit.trace.sink import STALE_TEMP_SECONDS, TEMP_MARKER
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 STEPS = 5000  # ring buffer of the child: every flush writes all of them
@@ -83,8 +84,12 @@ def test_kill_9_mid_write_never_leaves_a_partial_trace(
         else:
             stats["absent_after_kill"] += 1
         left = set(_temps(tmp_path))
+        # Temps are swept by age only (a pid means nothing to another host or PID namespace):
+        # an hour later, the next flush to this directory sweeps what the killed writer left.
+        old = time.time() - STALE_TEMP_SECONDS - 1
+        for temp in left:
+            os.utime(temp, (old, old))
 
-        # The next flush to this directory sweeps what the killed writer left.
         swept.clear()
         rec = TraceRecorder(TraceConfig.create(mode="always", out=target), TraceContext("p", "crash", "1"))
         ev = NodeEvent("after", "comp", "call", payload=i)

@@ -448,3 +448,100 @@ def test_hashes_do_not_depend_on_the_compiled_helpers(value: Any, monkeypatch: p
         m.setattr(hashing, "_has_null", hashing._find_null)
         m.setattr(hashing, "_non_finite_native", hashing._unknown)
         assert hash_source(value) == with_helpers
+
+
+# --- divergences found by review (issue 14): each must record what Python records -----------------
+
+
+class _CountedKey(str):
+    """A step id whose hashing is counted: Python's end pops its key once (one hash)."""
+
+    hashes = 0
+
+    def __hash__(self) -> int:
+        type(self).hashes += 1
+        return str.__hash__(self)
+
+
+def test_an_end_pops_its_key_once(both: Any) -> None:
+    counts: list[int] = []
+
+    def scenario(rec: TraceRecorder) -> None:
+        e = ev("k", 1, step_id=_CountedKey("sid-1"))
+        rec.on_node_start(e)
+        _CountedKey.hashes = 0
+        rec.on_node_end(e, 2)
+        counts.append(_CountedKey.hashes)
+
+    both(scenario)
+    assert counts[0] == counts[1] == 1  # compiled, then pure: a look-up and a delete would hash twice
+
+
+class _Watched:
+    """A runner's own event type (read by attribute); counts reads of node_id."""
+
+    component_id, operation, payload, parent_step_id, attempt = "c", "run", {"a": 1}, None, 1
+
+    def __init__(self, step_id: str | None) -> None:
+        self.step_id = step_id
+        self.node_id_reads = 0
+
+    @property
+    def node_id(self) -> str:
+        self.node_id_reads += 1
+        return "watched"
+
+
+def test_an_end_with_a_step_id_never_reads_the_node_id(both: Any) -> None:
+    reads: list[int] = []
+
+    def scenario(rec: TraceRecorder) -> None:
+        e = _Watched("given")
+        rec.on_node_start(e)  # type: ignore[arg-type]
+        e.node_id_reads = 0
+        rec.on_node_end(e, 2)  # type: ignore[arg-type]
+        reads.append(e.node_id_reads)
+
+    both(scenario)
+    assert reads == [0, 0]
+
+
+class _BadHash:
+    """A task whose hash fails: building the in-flight key fails after the step number is drawn."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("unhashable task")
+
+
+def test_a_failure_after_the_step_number_is_drawn_uses_no_second_number(
+    both: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tracekit.recorder._context as context_module
+    import tracekit.recorder.hotpath as hotpath_module
+
+    real = asyncio.current_task
+    bad = {"on": False}
+
+    def current_task(loop: Any = None) -> Any:
+        return _BadHash() if bad["on"] else real(loop)
+
+    # Every place the current task is read from, the compiled path's (bound at install) included.
+    for module, name in ((hotpath_module, "current_task"), (recorder_module, "_current_task"),
+                         (steps_module, "_current_task"), (context_module, "current_task")):
+        monkeypatch.setattr(module, name, current_task)
+
+    def scenario(rec: TraceRecorder) -> None:
+        async def main() -> None:
+            bad["on"] = True
+            rec.on_node_start(ev("broken", 1))  # an internal error, counted once
+            bad["on"] = False
+            e = ev("after", 2)
+            rec.on_node_start(e)
+            rec.on_node_end(e, 3)
+
+        asyncio.run(main())
+
+    with caplog.at_level(logging.CRITICAL, logger="tracekit"):
+        fast = both(scenario)
+    assert fast.misuse == {"internal_error": 1}
+    assert [s["step_id"] for s in _steps(fast)] == ["s2"]  # s1 went to the failed start, once

@@ -1,18 +1,29 @@
 /* tracekit._speedups: the two callbacks every node pays for, compiled.
  *
- * TraceRecorder.on_node_start / on_node_end (tracekit/recorder.py) are the reference. HotPath
+ * The reference is tracekit/recorder/core.py: TraceRecorder.on_node_start (which builds the
+ * step in StepBook._start, tracekit/recorder/steps.py) and TraceRecorder.on_node_end. HotPath
  * does their work for the common case only: a well-typed event, a key not already in flight,
  * values orjson serializes and whose JSON is final as it is (small, no null that might be a NaN).
  * For anything else it calls those Python methods *before it has changed any state*, so every
- * unusual case behaves exactly as in Python. tests/test_speedups.py checks both record the same.
+ * unusual case behaves exactly as in Python; once it has changed state (drawn a step number,
+ * popped a key) it goes on as Python does, and a failure is an internal error, as in Python.
+ * The recorder's own methods it needs are handed to HotPath as callables at install
+ * (tracekit/recorder/hotpath.py); nothing is looked up by name. tests/test_speedups.py checks
+ * that both record the same.
  *
  * Why C: at ~1 us per node, the interpreter's cost per line (attribute loads, calls, object
  * construction) is most of the bill; orjson's dumps is the only real work left at callback time.
  *
+ * No stack left: when even the Python fallback cannot be entered (RecursionError), the call is
+ * dropped and counted in recorder.misuse["internal_error"], never raised into the runner.
+ *
  * Threading: runs under the GIL, and runs no Python code between reading and updating the
  * in-flight table (dict calls on str/int/task keys), so each update is atomic, as the Python
- * version's single dict call is. A free-threaded build re-enables the GIL on import (this module
- * does not declare Py_mod_gil).
+ * version's single dict call is. It is a single-phase-init module without Py_mod_gil: on a
+ * free-threaded build tracekit/_native.py does not import it at all.
+ *
+ * ABI_VERSION (tracekit/_native.py checks it) changes whenever HotPath's keywords, the module's
+ * functions or the field orders change, so a stale build is never used.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,14 +32,16 @@
 #include <math.h>
 #include <time.h>
 
-/* Step's slots, in the order tracekit/_hotpath.py passes their member descriptors. */
+#define TRACEKIT_SPEEDUPS_ABI 2
+
+/* Step's slots, in the order tracekit/recorder/hotpath.py passes their member descriptors. */
 enum {
     F_SEQ, F_NODE_ID, F_COMPONENT_ID, F_OPERATION, F_GIVEN_ID, F_PARENT_STEP_ID, F_ATTEMPT,
     F_START_NS, F_INPUT_SRC, F_CAPTURE, F_CTX_KEY, F_END_NS, F_STATUS, F_OUTPUT_SRC,
     F_STATE_DELTA_SRC, F_ISSUES, F_ERROR, N_FIELDS
 };
 
-/* NodeEvent's slots, in the order tracekit/_hotpath.py passes them. */
+/* NodeEvent's slots, in the order tracekit/recorder/hotpath.py passes them. */
 enum { E_NODE_ID, E_COMPONENT_ID, E_OPERATION, E_PAYLOAD, E_STEP_ID, E_PARENT_STEP_ID, E_ATTEMPT,
        N_EVENT_FIELDS };
 
@@ -40,20 +53,27 @@ typedef struct {
     PyObject *ring_append;      /* recorder._ring.append */
     PyObject *finished;         /* recorder._finished.counter: an itertools.count of ended steps */
     PyObject *seq;              /* recorder._seq: the itertools.count numbering steps */
-    int capture;                /* inputs are captured: recorder._capture_of(payload, src) */
-    PyTypeObject *step_type;    /* tracekit.model.Step */
+    int capture;                /* inputs are captured: capture_of(payload, src) */
+    PyObject *internal_error;   /* recorder._internal_error(where) */
+    PyObject *key_taken;        /* recorder._key_taken(key, held, step, event, reused_id) */
+    PyObject *capture_of;       /* recorder._capture_of(payload, input_src) */
+    PyObject *drop_oldest;      /* recorder._drop_oldest_in_flight() */
+    PyObject *take;             /* recorder._open.take(key, popped): a Stack's newest step */
+    PyObject *misused;          /* recorder._misused(kind, event) */
+    PyObject *misuse;           /* recorder.misuse: counted into directly when no stack is left */
+    PyTypeObject *step_type;    /* tracekit.trace.model.Step */
     Py_ssize_t offsets[N_FIELDS];
     PyTypeObject *event_type;   /* tracekit.observer.NodeEvent: its fields are read directly */
     Py_ssize_t event_offsets[N_EVENT_FIELDS];
     int monotonic;              /* perf_counter_ns is clock_gettime(CLOCK_MONOTONIC) here */
-    PyObject *hash_source;      /* tracekit.hashing.hash_source */
-    PyObject *finish_source;    /* tracekit.hashing.finish_source */
+    PyObject *hash_source;      /* tracekit.capture.hashing.hash_source */
+    PyObject *finish_source;    /* tracekit.capture.hashing.finish_source */
     PyObject *dumps;            /* orjson.dumps */
     PyObject *dumps_kwnames;    /* ("option",), interned: orjson matches keywords by identity */
     PyObject *sort_option;      /* orjson.OPT_SORT_KEYS */
-    Py_ssize_t defer_limit;     /* tracekit.hashing.DEFER_LIMIT */
-    Py_ssize_t max_in_flight;   /* tracekit.recorder.MAX_IN_FLIGHT when the recorder was made */
-    PyObject *current_step;     /* tracekit._context.CURRENT_STEP_ID (a ContextVar) */
+    Py_ssize_t defer_limit;     /* tracekit.capture.hashing.DEFER_LIMIT */
+    Py_ssize_t max_in_flight;   /* the recorder's _max_in_flight when it was made */
+    PyObject *current_step;     /* tracekit.recorder._context.CURRENT_STEP_ID (a ContextVar) */
     PyObject *get_running_loop;
     PyObject *current_task;
     PyObject *perf_ns;          /* time.perf_counter_ns: the clock the Python side reads */
@@ -63,11 +83,10 @@ typedef struct {
                                    our bound methods, so they must then defer to Python */
 } HotPath;
 
-/* Interned names: attributes read, methods called, statuses written, orjson's keyword. */
+/* Interned names: attributes read, statuses written, orjson's keyword, misuse kinds. */
 static PyObject *s_node_id, *s_component_id, *s_operation, *s_step_id, *s_parent_step_id,
-    *s_attempt, *s_payload, *s_in_flight, *s_completed, *s_internal_error, *s_drop_oldest,
-    *s_key_taken, *s_capture_of, *s_option, *s_on_node_start, *s_on_node_end, *s_event,
-    *s_output;
+    *s_attempt, *s_payload, *s_in_flight, *s_completed, *s_internal_error, *s_option,
+    *s_on_node_start, *s_on_node_end, *s_event, *s_output, *s_end_without_start;
 
 /* What a fast path did: all of it; nothing (Python decides); failed before changing anything
  * (an error is set; Python decides); failed after (an internal error, as Python logs it). */
@@ -125,7 +144,7 @@ source(HotPath *hp, PyObject *value)
     return result;
 }
 
-/* The asyncio task running now, or the thread id (tracekit._context.execution_key). */
+/* The asyncio task running now, or the thread id (tracekit.recorder._context.execution_key). */
 static PyObject *
 execution_key(HotPath *hp)
 {
@@ -147,9 +166,31 @@ execution_key(HotPath *hp)
     return PyLong_FromUnsignedLong(PyThread_get_thread_ident());
 }
 
+/* recorder.misuse["internal_error"] += 1 with no Python code: what the Python callbacks do when
+ * not even a call is left on the stack. Never fails (a failure to count is dropped). */
+static void
+count_lost(HotPath *hp)
+{
+    PyObject *old = PyDict_GetItemWithError(hp->misuse, s_internal_error);  /* borrowed */
+    long count = old != NULL && PyLong_CheckExact(old) ? PyLong_AsLong(old) : 0;
+    PyObject *now = PyErr_Occurred() ? NULL : PyLong_FromLong(count + 1);
+    if (now == NULL || PyDict_SetItem(hp->misuse, s_internal_error, now) < 0)
+        PyErr_Clear();
+    Py_XDECREF(now);
+}
+
+/* The call failed because the stack is full: drop it and count it, as Python does. */
+static PyObject *
+no_stack_left(HotPath *hp)
+{
+    PyErr_Clear();
+    count_lost(hp);
+    Py_RETURN_NONE;
+}
+
 /* Log an error raised after state changed, as the Python callbacks' `except Exception` does. */
 static PyObject *
-internal_error(PyObject *recorder, PyObject *where)
+internal_error(HotPath *hp, PyObject *where)
 {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return NULL;
@@ -167,12 +208,15 @@ internal_error(PyObject *recorder, PyObject *where)
     /* _internal_error logs with exc_info=True: make `exc` the exception being handled. */
     PyObject *previous = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
-    PyObject *result = PyObject_CallMethodOneArg(recorder, s_internal_error, where);
+    PyObject *result = PyObject_CallOneArg(hp->internal_error, where);
     PyErr_SetHandledException(previous);
     Py_XDECREF(previous);
     Py_XDECREF(exc);
-    if (result == NULL)
+    if (result == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_RecursionError))
+            return no_stack_left(hp);
         return clear_if_exception() < 0 ? NULL : Py_NewRef(Py_None);
+    }
     Py_DECREF(result);
     Py_RETURN_NONE;
 }
@@ -210,7 +254,7 @@ now_ns(HotPath *hp)
     return PyObject_CallNoArgs(hp->perf_ns);
 }
 
-/* The test of tracekit._coerce.coerce_event (inlined in recorder._start too): fields of the
+/* The test of tracekit.capture.coerce.coerce_event (inlined in StepBook._start too): fields of the
  * types the envelope needs, so nothing needs correcting. */
 static int
 well_typed(PyObject *node_id, PyObject *component_id, PyObject *operation, PyObject *step_id,
@@ -232,7 +276,7 @@ well_typed(PyObject *node_id, PyObject *component_id, PyObject *operation, PyObj
 
 /* The fast start; see the outcomes above. */
 static int
-fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
+fast_start(HotPath *hp, PyObject *event)
 {
     PyObject *fields[N_EVENT_FIELDS] = {NULL};
     PyObject *ctx = NULL, *src = NULL, *capture = NULL, *start_ns = NULL, *seq = NULL,
@@ -251,7 +295,7 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
     }
     if (!(ctx = execution_key(hp)) || !(src = source(hp, payload)))
         goto done;
-    capture = hp->capture ? PyObject_CallMethodObjArgs(recorder, s_capture_of, payload, src, NULL)
+    capture = hp->capture ? PyObject_CallFunctionObjArgs(hp->capture_of, payload, src, NULL)
                           : Py_NewRef(Py_None);
     if (capture == NULL)
         goto done;
@@ -264,10 +308,13 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
     }
     if (!(start_ns = now_ns(hp)) || !(seq = Py_TYPE(hp->seq)->tp_iternext(hp->seq)))
         goto done;
+    /* The step number is drawn: from here on Python would not start over (it would log an
+     * internal error and keep its count), so neither may we. */
+    outcome = FAILED_AFTER;
     key = step_id != Py_None ? Py_NewRef(step_id) : PyTuple_Pack(2, ctx, node_id);
     if (key == NULL || !(step = hp->step_type->tp_alloc(hp->step_type, 0)))
         goto done;
-    /* As Step.__init__ (tracekit/model.py) sets them. */
+    /* As Step.__init__ (tracekit/trace/model.py) sets them. */
     set_field(hp, step, F_SEQ, Py_NewRef(seq));
     set_field(hp, step, F_NODE_ID, Py_NewRef(node_id));
     set_field(hp, step, F_COMPONENT_ID, Py_NewRef(component_id));
@@ -293,13 +340,13 @@ fast_start(HotPath *hp, PyObject *recorder, PyObject *event)
     if (held != step) {
         /* The key is taken: Python stacks the step (and counts a reused step id). */
         PyObject *reused = step_id != Py_None ? Py_True : Py_False;
-        PyObject *args[6] = {recorder, key, held, step, event, reused};
+        PyObject *args[5] = {key, held, step, event, reused};
         Py_INCREF(held);
-        r = PyObject_VectorcallMethod(s_key_taken, args, 6, NULL);
+        r = PyObject_Vectorcall(hp->key_taken, args, 5, NULL);
         Py_DECREF(held);
     }
     else if (PyDict_GET_SIZE(hp->open) > hp->max_in_flight) {
-        r = PyObject_CallMethodNoArgs(recorder, s_drop_oldest);
+        r = PyObject_CallNoArgs(hp->drop_oldest);
     }
     else {
         r = Py_NewRef(Py_None);
@@ -314,54 +361,88 @@ done:
     return outcome;
 }
 
-/* The fast end. Once the step has left the in-flight table, failures are FAILED_AFTER. */
+/* dict.pop(key, <missing>) once: a new reference, `missing` itself when absent, NULL on error. */
+static PyObject *
+pop_key(PyObject *dict, PyObject *key, PyObject *missing)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *value;
+    int found = PyDict_Pop(dict, key, &value);
+    if (found < 0)
+        return NULL;
+    return found ? value : Py_NewRef(missing);
+#else
+    return _PyDict_Pop(dict, key, missing);
+#endif
+}
+
+/* The fast end, as on_node_end: the key is popped once (as Python's one `pop`); once it is out
+ * of the in-flight table, failures are FAILED_AFTER. */
 static int
 fast_end(HotPath *hp, PyObject *event, PyObject *output)
 {
-    PyObject *key, *step_id, *node_id;
-    if (Py_IS_TYPE(event, hp->event_type)) {
+    PyObject *key, *step_id, *node_id = NULL;
+    int exact = Py_IS_TYPE(event, hp->event_type);
+    if (exact) {
         step_id = *(PyObject **)((char *)event + hp->event_offsets[E_STEP_ID]);
-        node_id = *(PyObject **)((char *)event + hp->event_offsets[E_NODE_ID]);
-        if (step_id == NULL || node_id == NULL)
+        if (step_id == NULL)
             return NOT_HERE;
         Py_INCREF(step_id);
-        Py_INCREF(node_id);
     }
-    else {
-        if (!(step_id = PyObject_GetAttr(event, s_step_id)))
-            return FAILED;
-        if (!(node_id = PyObject_GetAttr(event, s_node_id))) {
-            Py_DECREF(step_id);
-            return FAILED;
-        }
+    else if (!(step_id = PyObject_GetAttr(event, s_step_id))) {
+        return FAILED;
     }
     if (step_id != Py_None) {
-        key = Py_NewRef(step_id);
+        key = step_id;  /* node_id is not read: Python does not read it either */
     }
     else {
+        Py_DECREF(step_id);
+        if (exact) {
+            node_id = *(PyObject **)((char *)event + hp->event_offsets[E_NODE_ID]);
+            if (node_id == NULL)
+                return NOT_HERE;
+            Py_INCREF(node_id);
+        }
+        else if (!(node_id = PyObject_GetAttr(event, s_node_id))) {
+            return FAILED;
+        }
         PyObject *ctx = execution_key(hp);
         key = ctx == NULL ? NULL : PyTuple_Pack(2, ctx, node_id);
         Py_XDECREF(ctx);
+        Py_DECREF(node_id);
+        if (key == NULL)
+            return FAILED;
     }
-    Py_DECREF(step_id);
-    Py_DECREF(node_id);
-    if (key == NULL)
-        return FAILED;
-    PyObject *step = PyDict_GetItemWithError(hp->open, key);  /* borrowed */
-    if (step == NULL || Py_TYPE(step) != hp->step_type) {
+    /* A failed pop (an unhashable node id) changed nothing: Python decides. */
+    PyObject *step = pop_key(hp->open, key, Py_None);
+    if (step == NULL) {
         Py_DECREF(key);
-        /* not in flight (a misuse) or a stack of them: Python decides */
-        return PyErr_Occurred() ? FAILED : NOT_HERE;
-    }
-    Py_INCREF(step);
-    int removed = PyDict_DelItem(hp->open, key);
-    Py_DECREF(key);
-    if (removed < 0) {
-        Py_DECREF(step);
         return FAILED;
+    }
+    int outcome = FAILED_AFTER;
+    if (Py_TYPE(step) != hp->step_type) {
+        /* Nothing in flight, or a Stack of steps: as Python, InFlight.take decides. */
+        PyObject *taken = PyObject_CallFunctionObjArgs(hp->take, key, step, NULL);
+        Py_DECREF(step);
+        step = taken;
+    }
+    Py_DECREF(key);
+    if (step == NULL)
+        return FAILED_AFTER;
+    if (step == Py_None) {
+        PyObject *r = PyObject_CallFunctionObjArgs(hp->misused, s_end_without_start, event, NULL);
+        Py_DECREF(step);
+        if (r == NULL)
+            return FAILED_AFTER;
+        Py_DECREF(r);
+        return DONE;
+    }
+    if (Py_TYPE(step) != hp->step_type) {
+        Py_DECREF(step);
+        PyErr_SetString(PyExc_TypeError, "the in-flight table held something other than a Step");
+        return FAILED_AFTER;
     }
     /* As recorder.on_node_end: end time, output, status; the ring must not keep tasks alive. */
-    int outcome = FAILED_AFTER;
     PyObject *end_ns = now_ns(hp);
     PyObject *out = end_ns == NULL ? NULL : source(hp, output);
     if (out != NULL) {
@@ -437,15 +518,21 @@ callback(HotPath *hp, int is_start, PyObject *const *args, Py_ssize_t nargs, PyO
     PyObject *bound[2];
     int outcome = NOT_HERE;
     if (hp->active && bind_args(args, nargs, kwnames, names, is_start ? 1 : 2, bound) == 0)
-        outcome = is_start ? fast_start(hp, recorder, bound[0])
+        outcome = is_start ? fast_start(hp, bound[0])
                            : fast_end(hp, bound[0], bound[1]);
     PyObject *result = NULL;
     if (outcome == DONE)
         result = Py_NewRef(Py_None);
     else if (outcome == FAILED_AFTER)
-        result = internal_error(recorder, is_start ? s_on_node_start : s_on_node_end);
-    else if (outcome == NOT_HERE || clear_if_exception() == 0)
+        result = internal_error(hp, is_start ? s_on_node_start : s_on_node_end);
+    else if (outcome == NOT_HERE || clear_if_exception() == 0) {
         result = delegate(is_start ? hp->py_start : hp->py_end, recorder, args, nargs, kwnames);
+        /* The Python method never raises an Exception; RecursionError means it could not even
+         * be entered (the runner has no stack left): drop the call, count it, never raise it.
+         * A wrong call (TypeError from binding) is raised as Python raises it. */
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_RecursionError))
+            result = no_stack_left(hp);
+    }
     Py_DECREF(recorder);
     return result;
 }
@@ -488,25 +575,36 @@ read_offsets(PyTypeObject *type, PyObject *fields, Py_ssize_t *offsets, Py_ssize
 static PyObject *
 HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    /* tracekit/_hotpath.py passes all of these by keyword; _speedups.pyi types them. */
+    /* tracekit/recorder/hotpath.py passes all of these by keyword; _speedups.pyi types them. */
     static char *names[] = {
         "recorder", "open", "ring_append", "finished_counter", "seq_counter", "capture",
         "step_type", "step_fields", "hash_source", "finish_source", "dumps", "sort_option",
         "defer_limit", "max_in_flight", "current_step", "get_running_loop", "current_task",
-        "perf_ns", "monotonic", "py_start", "py_end", "event_type", "event_fields", NULL};
+        "perf_ns", "monotonic", "py_start", "py_end", "event_type", "event_fields",
+        "internal_error", "key_taken", "capture_of", "drop_oldest", "take", "misused", "misuse",
+        NULL};
     PyObject *recorder, *open, *ring_append, *finished, *seq, *step_type, *step_fields,
         *hash_source, *finish_source, *dumps, *sort_option, *current_step, *get_running_loop,
-        *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields;
+        *current_task, *perf_ns, *py_start, *py_end, *event_type, *event_fields,
+        *internal_error_fn, *key_taken, *capture_of, *drop_oldest, *take, *misused, *misuse;
     Py_ssize_t defer_limit, max_in_flight;
     int capture, monotonic;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OO!OOOpO!OOOOOnnO!OOOpOOO!O:HotPath", names,
+            args, kwargs, "OO!OOOpO!OOOOOnnO!OOOpOOO!OOOOOOOO!:HotPath", names,
             &recorder, &PyDict_Type, &open, &ring_append, &finished, &seq, &capture,
             &PyType_Type, &step_type, &step_fields, &hash_source, &finish_source, &dumps,
             &sort_option, &defer_limit, &max_in_flight, &PyContextVar_Type, &current_step,
             &get_running_loop, &current_task, &perf_ns, &monotonic, &py_start, &py_end,
-            &PyType_Type, &event_type, &event_fields))
+            &PyType_Type, &event_type, &event_fields, &internal_error_fn, &key_taken,
+            &capture_of, &drop_oldest, &take, &misused, &PyDict_Type, &misuse))
         return NULL;
+    PyObject *callables[] = {internal_error_fn, key_taken, capture_of, drop_oldest, take, misused};
+    for (size_t i = 0; i < sizeof(callables) / sizeof(callables[0]); i++) {
+        if (!PyCallable_Check(callables[i])) {
+            PyErr_Format(PyExc_TypeError, "HotPath: %s must be callable", names[23 + i]);
+            return NULL;
+        }
+    }
     if (!PyIter_Check(finished) || !PyIter_Check(seq)) {
         PyErr_SetString(PyExc_TypeError, "finished_counter and seq_counter must be iterators");
         return NULL;
@@ -541,6 +639,13 @@ HotPath_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     hp->monotonic = monotonic;
     hp->py_start = Py_NewRef(py_start);
     hp->py_end = Py_NewRef(py_end);
+    hp->internal_error = Py_NewRef(internal_error_fn);
+    hp->key_taken = Py_NewRef(key_taken);
+    hp->capture_of = Py_NewRef(capture_of);
+    hp->drop_oldest = Py_NewRef(drop_oldest);
+    hp->take = Py_NewRef(take);
+    hp->misused = Py_NewRef(misused);
+    hp->misuse = Py_NewRef(misuse);
     hp->active = 1;
     return (PyObject *)hp;
 }
@@ -554,6 +659,8 @@ HotPath_traverse(HotPath *hp, visitproc visit, void *arg)
     Py_VISIT(hp->dumps_kwnames); Py_VISIT(hp->sort_option); Py_VISIT(hp->current_step);
     Py_VISIT(hp->get_running_loop); Py_VISIT(hp->current_task); Py_VISIT(hp->perf_ns);
     Py_VISIT(hp->py_start); Py_VISIT(hp->py_end); Py_VISIT(hp->event_type);
+    Py_VISIT(hp->internal_error); Py_VISIT(hp->key_taken); Py_VISIT(hp->capture_of);
+    Py_VISIT(hp->drop_oldest); Py_VISIT(hp->take); Py_VISIT(hp->misused); Py_VISIT(hp->misuse);
     return 0;
 }
 
@@ -566,6 +673,8 @@ HotPath_clear(HotPath *hp)
     Py_CLEAR(hp->dumps_kwnames); Py_CLEAR(hp->sort_option); Py_CLEAR(hp->current_step);
     Py_CLEAR(hp->get_running_loop); Py_CLEAR(hp->current_task); Py_CLEAR(hp->perf_ns);
     Py_CLEAR(hp->py_start); Py_CLEAR(hp->py_end); Py_CLEAR(hp->event_type);
+    Py_CLEAR(hp->internal_error); Py_CLEAR(hp->key_taken); Py_CLEAR(hp->capture_of);
+    Py_CLEAR(hp->drop_oldest); Py_CLEAR(hp->take); Py_CLEAR(hp->misused); Py_CLEAR(hp->misuse);
     return 0;
 }
 
@@ -587,7 +696,7 @@ speedups_has_null(PyObject *module, PyObject *data)
     return PyBool_FromLong(has_null(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)));
 }
 
-/* tracekit.hashing._has_non_finite for the JSON-native types: 1 a NaN or infinity is there,
+/* tracekit.capture.hashing._has_non_finite for the JSON-native types: 1 a NaN or infinity is there,
  * 0 none, -2 a type only the Python walk handles (subclasses, dataclasses, anything else).
  * Runs no Python code, so the containers cannot change under it. */
 static int
@@ -682,11 +791,9 @@ PyInit__speedups(void)
     INTERN(s_payload, "payload");
     INTERN(s_in_flight, "in_flight");
     INTERN(s_completed, "completed");
-    INTERN(s_internal_error, "_internal_error");
+    INTERN(s_internal_error, "internal_error");
     INTERN(s_option, "option");
-    INTERN(s_key_taken, "_key_taken");
-    INTERN(s_capture_of, "_capture_of");
-    INTERN(s_drop_oldest, "_drop_oldest_in_flight");
+    INTERN(s_end_without_start, "end_without_start");
     INTERN(s_on_node_start, "on_node_start");
     INTERN(s_on_node_end, "on_node_end");
     INTERN(s_event, "event");
@@ -697,7 +804,8 @@ PyInit__speedups(void)
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "HotPath", (PyObject *)&HotPath_Type) < 0
-        || PyModule_AddIntConstant(module, "N_FIELDS", N_FIELDS) < 0) {
+        || PyModule_AddIntConstant(module, "N_FIELDS", N_FIELDS) < 0
+        || PyModule_AddIntConstant(module, "ABI_VERSION", TRACEKIT_SPEEDUPS_ABI) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -1,10 +1,11 @@
-"""Stub of the compiled module built from _speedups.c (see tracekit/_hotpath.py)."""
+"""Stub of the compiled module built from _speedups.c (see tracekit/recorder/hotpath.py)."""
 
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 N_FIELDS: int
+ABI_VERSION: int
 
 def has_null(data: bytes, /) -> bool: ...
 def non_finite(value: object, /) -> bool | None: ...
@@ -37,6 +38,13 @@ class HotPath:
         py_end: Callable[[Any, Any, Any], None],
         event_type: type,
         event_fields: tuple[Any, ...],
+        internal_error: Callable[[str], None],
+        key_taken: Callable[[Any, Any, Any, Any, bool], None],
+        capture_of: Callable[[Any, bytes], Any],
+        drop_oldest: Callable[[], None],
+        take: Callable[[Any, Any], Any],
+        misused: Callable[[str, Any], None],
+        misuse: dict[str, int],
     ) -> None: ...
     def start(self, event: Any) -> None: ...
     def end(self, event: Any, output: Any) -> None: ...

@@ -6,6 +6,7 @@ Also holds the two steps every converting command shares: reading a trace that m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -51,8 +52,12 @@ def convert(path: Path, doc: dict[str, Any], convert_fn: Callable[[dict[str, Any
         fail(problem_line(path, exc.pointer, exc.message), EXIT_INVALID)
 
 
-def write_output(out: str, data: bytes, what: str) -> None:
-    """Write ``data`` to ``out`` atomically, or to stdout when ``out`` is ``-``."""
+def write_output(out: str, data: bytes, what: str, *, source: Path | None = None) -> None:
+    """Write ``data`` to ``out`` atomically, or to stdout when ``out`` is ``-``.
+
+    The file gets ``source``'s permission bits (a 0600 trace of captured inputs gives a 0600
+    output); a device, FIFO or symlink at ``out`` is written as the sink writes traces.
+    """
     if out == STDOUT:
         with click.open_file(STDOUT, "wb") as stream:  # stdout, kept open
             stream.write(data)
@@ -60,10 +65,19 @@ def write_output(out: str, data: bytes, what: str) -> None:
         return
     target = Path(out)
     try:
-        atomic_write(target, data)
+        atomic_write(target, data, mode=_mode_of(source))
     except OSError as exc:
         fail(f"cannot write {what} to {out}: {exc.strerror or exc}", EXIT_USAGE)
     click.echo(f"tracekit: wrote {what} to {out}", err=True)
+
+
+def _mode_of(source: Path | None) -> int:
+    if source is None:
+        return 0o644
+    try:
+        return os.stat(source).st_mode & 0o666
+    except OSError:
+        return 0o600  # cannot tell: the private side
 
 
 @click.command()
@@ -85,4 +99,5 @@ def export(path: Path, fmt: str, out: str) -> None:
     """
     doc = read_valid_trace(path)
     result = convert(path, doc, FORMATS[fmt])
-    write_output(out, orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE), f"the {fmt} export")
+    write_output(out, orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE), f"the {fmt} export",
+                 source=path)

@@ -31,4 +31,5 @@ def report(path: Path, out: str | None) -> None:
     """
     doc = read_valid_trace(path)
     html = convert(path, doc, render_report)
-    write_output(out if out is not None else str(default_output(path)), html.encode("utf-8"), "the report")
+    write_output(out if out is not None else str(default_output(path)), html.encode("utf-8"), "the report",
+                 source=path)

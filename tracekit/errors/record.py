@@ -1,6 +1,8 @@
 """The envelope's ``error`` object of one failure: code, message and details (chain, hints, phase).
 
-Nothing here raises: an error that cannot be formatted is recorded as such.
+Nothing here raises: an error that cannot be formatted is recorded as such. Every text in it is
+redacted (:func:`~tracekit.errors.text.redact_text`) and ``details`` passes the key denylist of
+captured payloads, whether or not inputs are captured.
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tracekit.capture.redact import redact
 from tracekit.errors.chain import chain
 from tracekit.errors.codes import DEFAULT_MAX_CHARS, classify, hints_for
-from tracekit.errors.text import qualname, safe_message, safe_traceback, trace_text
+from tracekit.errors.text import cap_text, qualname, safe_message, safe_traceback, trace_text
 
 __all__ = ["error_record"]
 
@@ -44,7 +47,7 @@ def error_record(
         "type": type_name,
         "chain": links,
         "traceback": _guarded("", lambda: safe_traceback(error, max_chars)),
-        "hints": _guarded(no_hints, lambda: hints_for(error)),
+        "hints": _guarded(no_hints, lambda: [cap_text(h, max_chars) for h in hints_for(error)]),
         "phase": phase,
     }
     trace = _guarded(None, lambda: trace_text(error, max_chars))
@@ -53,5 +56,7 @@ def error_record(
     return {
         "code": code or _guarded("node_error", lambda: classify(error)),
         "message": _guarded(f"<{type_name}>", lambda: safe_message(error, max_chars)),
-        "details": details,
+        # The key denylist too: nothing reaches a trace that the redactor has not seen.
+        "details": _guarded({"type": type_name, "chain": [], "traceback": "", "hints": [], "phase": phase},
+                            lambda: redact(details)),
     }

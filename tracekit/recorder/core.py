@@ -7,6 +7,7 @@ never raises into the runner. Flushes are serialized by a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -20,6 +21,7 @@ from tracekit.capture.coerce import coerce_issues
 from tracekit.capture.hashing import hash_source
 from tracekit.config import TraceConfig
 from tracekit.errors.events import ErrorChannel, ErrorEvent
+from tracekit.errors.text import redact_text
 from tracekit.observer import NodeEvent, ValidationIssue
 from tracekit.recorder import fork
 from tracekit.recorder import hotpath as _hotpath
@@ -55,7 +57,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
 
     Where ``tracekit._speedups`` was built, each instance's ``on_node_start``/``on_node_end``
     are compiled equivalents of the methods below, which they call for every unusual case
-    (``tracekit/_hotpath.py``); the methods below are the reference.
+    (``tracekit/recorder/hotpath.py``); the methods below are the reference.
+
+    No callback raises into the runner, not even ``RecursionError`` when the runner calls it
+    with almost no stack left: such a call is dropped and counted in ``misuse["internal_error"]``.
     """
 
     def __init__(self, config: TraceConfig, context: TraceContext, *, sink: Sink | None = None) -> None:
@@ -72,6 +77,7 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         self.last_trace_path: Path | None = None
         #: Misuses tolerated (end without start, unknown step, ...), by kind.
         self.misuse: dict[str, int] = {}
+        self._internal_error_unlogged = False  # the first internal error found no stack to log
         self._misuse_lock = threading.Lock()  # taken for a count only, never around a call out
         self._ring: deque[Step] = deque(maxlen=config.buffer)
         self._finished = TickCounter()  # steps ever finished; see snapshot() for "dropped"
@@ -132,7 +138,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         try:
             self._start(event)
         except Exception:
-            self._internal_error("on_node_start")
+            try:
+                self._internal_error("on_node_start")
+            except RecursionError:  # no stack left even for that call: count with none
+                self.misuse["internal_error"] = self.misuse.get("internal_error", 0) + 1
 
     def on_node_end(self, event: NodeEvent, output: Any) -> None:
         if not self._enabled:
@@ -161,7 +170,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             self._ring.append(step)  # atomic; no lock on the hot path
             self._finished.tick()
         except Exception:
-            self._internal_error("on_node_end")
+            try:
+                self._internal_error("on_node_end")
+            except RecursionError:  # no stack left even for that call: count with none
+                self.misuse["internal_error"] = self.misuse.get("internal_error", 0) + 1
 
     def on_node_error(self, event: NodeEvent, error: BaseException, *, phase: str = "execution") -> None:
         """End the step as failed; ``phase`` (kept in ``error.details.phase``) says when it failed."""
@@ -175,7 +187,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
                 step = self._start(event, register=False)
             self.fail_step(step, error, phase)
         except Exception:
-            self._internal_error("on_node_error")
+            try:
+                self._internal_error("on_node_error")
+            except RecursionError:  # no stack left even for that call: count with none
+                self.misuse["internal_error"] = self.misuse.get("internal_error", 0) + 1
 
     def on_validation(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> None:
         if not self._enabled:
@@ -206,14 +221,18 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             self._finish(step, "failed", MISSING)
             self._node_failed()
         except Exception:
-            self._internal_error("on_validation")
+            try:
+                self._internal_error("on_validation")
+            except RecursionError:  # no stack left even for that call: count with none
+                self.misuse["internal_error"] = self.misuse.get("internal_error", 0) + 1
 
     def _issues(self, event: NodeEvent, issues: Sequence[ValidationIssue]) -> list[ValidationIssue]:
-        """The issues as the envelope needs them: typed fields, messages capped."""
+        """The issues as the envelope needs them: typed fields, messages capped and redacted."""
         found, bad = coerce_issues(issues, self.config.max_detail_chars)
         for _ in range(bad):
             self._misused("bad_validation_issue", event)
-        return found
+        return [i if (m := redact_text(i.message)) == i.message else dataclasses.replace(i, message=m)
+                for i in found]
 
 
     # --- misuse and internal errors never reach the runner -------------------------------------
@@ -234,9 +253,13 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
             )
 
     def _internal_error(self, where: str) -> None:
-        if self._count_misuse("internal_error") == 1:
-            log.warning("tracekit: internal error in %s; the runner is unaffected", where,
-                         exc_info=True)
+        if self._count_misuse("internal_error") == 1 or self._internal_error_unlogged:
+            try:
+                log.warning("tracekit: internal error in %s; the runner is unaffected", where,
+                            exc_info=True)
+                self._internal_error_unlogged = False
+            except RecursionError:  # too little stack to log (counted all the same): next time
+                self._internal_error_unlogged = True
 
     def internal_error(self, where: str) -> None:
         """Count and log (once) a fault of tracekit's own; the runner is never affected."""

@@ -7,12 +7,14 @@ capped; subscribers of :attr:`errors` are called outside it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracekit import errors as _errors
-from tracekit.capture.coerce import capped, capped_context, text
+from tracekit.capture.coerce import capped_context, text
+from tracekit.capture.redact import REDACTED, is_secret_key, redact
 from tracekit.errors.events import SCOPES, ErrorEvent, Scope, json_context, json_tags
+from tracekit.errors.text import cap_text, redact_text
 from tracekit.recorder._state import RecorderState, log
 from tracekit.trace.model import Step, rfc3339
 
@@ -54,7 +56,8 @@ class ErrorEvents(RecorderState):
         """Record a runner-level failure that belongs to no node; never raises.
 
         It lands in the envelope's ``errors[]`` (capped by ``config.max_errors``), is published
-        on :attr:`errors`, and counts as the run's first failure for flushing.
+        on :attr:`errors`, and counts as the run's first failure for flushing. Its message,
+        tags and context are redacted (URL passwords, denylisted keys) even with capture off.
         """
         if not self._enabled:
             return None
@@ -75,12 +78,12 @@ class ErrorEvents(RecorderState):
                 scope=scope,
                 time=rfc3339(time.time_ns()),
                 code=code or (record["code"] if record else "flow_error"),
-                message=capped(text(message), self.config.max_detail_chars) if message
+                message=cap_text(text(message), limit) if message
                 else (record["message"] if record else "runner error"),
                 node_id=node_id,
                 step_id=step_id,
-                tags={capped(k, limit): capped(v, limit) for k, v in json_tags(tags).items()},
-                context=capped_context(json_context(context), self.config.max_capture_bytes),
+                tags=_safe_tags(tags, self.config.redact_keys, limit),
+                context=_safe_context(context, self.config.redact_keys, self.config.max_capture_bytes),
                 error=record,
             )
             self._keep_error_event(event)
@@ -106,3 +109,32 @@ class ErrorEvents(RecorderState):
             error=record,
         )
         self._keep_error_event(event)
+
+
+# --- an error event's tags and context are redacted, whether or not inputs are captured --------
+
+
+def _safe_tags(tags: Mapping[str, object] | None, extra: Iterable[str], limit: int) -> dict[str, str]:
+    """Tags as strings, a denylisted key's value masked, every text redacted and capped."""
+    return {
+        cap_text(key, limit): REDACTED if is_secret_key(key, extra) else cap_text(value, limit)
+        for key, value in json_tags(tags).items()
+    }
+
+
+def _safe_context(context: Mapping[str, Any] | None, extra: Iterable[str], limit: int) -> dict[str, Any]:
+    """The context as JSON, capped (a marker when too big), denylisted keys masked at any
+    depth and every string redacted (a connection string's password)."""
+    capped = capped_context(json_context(context), limit)
+    return {key: _redact_strings(value) for key, value in redact(capped, tuple(extra)).items()}
+
+
+def _redact_strings(value: Any) -> Any:
+    # redact() already cut the depth (to 64), so this walk is bounded too.
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(item) for item in value]
+    return value

@@ -2,9 +2,14 @@
 
 ``tracekit._speedups`` (built from ``_speedups.c`` when the package is installed with a C
 compiler at hand) does the two callbacks' common case without the interpreter's per-line cost,
-and hands every other case to the Python methods untouched. Where it was not built, or
+and hands every other case to the Python methods untouched. The reference it must match is
+:meth:`tracekit.recorder.core.TraceRecorder.on_node_start` (whose step is built by
+``StepBook._start`` in ``tracekit/recorder/steps.py``) and
+:meth:`tracekit.recorder.core.TraceRecorder.on_node_end`; ``tests/test_speedups.py`` runs every
+scenario on both. Where it was not built, is stale or unsafe here (see :mod:`tracekit._native`),
 ``TRACEKIT_PURE_PYTHON=1`` is set, or a subclass overrides a callback, the Python methods run:
-same results, slower.
+same results, slower. If installing the compiled callbacks fails, pure Python runs from then on,
+with one warning.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
-from tracekit._native import PURE_PYTHON_ENV, built, in_use
+from tracekit._native import PURE_PYTHON_ENV, built, give_up, in_use, why_not
 from tracekit.capture import hashing
 from tracekit.observer import NodeEvent
 from tracekit.recorder._context import CURRENT_STEP_ID, current_task, get_running_loop
@@ -55,7 +60,7 @@ _STEP_SLOTS: Final = tuple(Step.__dict__[name] for name in STEP_FIELDS)
 def callbacks_here() -> tuple[str, str]:
     """Which callbacks a recorder made now would run (``compiled`` or ``python``), and why."""
     if built() is None:
-        return "python", "C speedups not built"
+        return "python", why_not()
     if in_use() is None:
         return "python", f"{PURE_PYTHON_ENV}=1"
     return "compiled", "tracekit._speedups"
@@ -64,10 +69,11 @@ def callbacks_here() -> tuple[str, str]:
 class HotPathHost(Protocol):
     """What the compiled callbacks read of a recorder, and the Python methods they call.
 
-    C reads ``_open`` (an InFlight), ``_ring.append``, ``_finished.counter``, ``_seq`` and
-    ``_capture`` once, at install; it calls ``_capture_of``, ``_key_taken``,
-    ``_drop_oldest_in_flight`` and ``_internal_error`` by name, and defers every unusual case to
-    the reference callbacks given to :func:`install` (``TraceRecorder.on_node_start`` /
+    :func:`install` reads ``_open`` (an InFlight), ``_ring.append``, ``_finished.counter``,
+    ``_seq``, ``_capture`` and ``misuse`` once and hands them to C with the bound methods
+    ``_capture_of``, ``_key_taken``, ``_drop_oldest_in_flight``, ``_internal_error``,
+    ``_misused`` and ``_open.take`` as callables (C looks nothing up by name); every unusual case
+    goes to the reference callbacks given to :func:`install` (``TraceRecorder.on_node_start`` /
     ``on_node_end``), which are what the C code must match.
     """
 
@@ -77,11 +83,13 @@ class HotPathHost(Protocol):
     _finished: TickCounter
     _seq: itertools.count[int]
     _capture: bool
+    misuse: dict[str, int]
 
     def _capture_of(self, payload: Any, input_src: bytes) -> Any: ...
     def _key_taken(self, key: Any, held: Any, step: Step, event: NodeEvent, reused_id: bool) -> None: ...
     def _drop_oldest_in_flight(self) -> None: ...
     def _internal_error(self, where: str) -> None: ...
+    def _misused(self, kind: str, event: NodeEvent) -> None: ...
 
 
 def install(
@@ -93,10 +101,32 @@ def install(
     """Give ``recorder`` the compiled callbacks, equivalents of ``py_start`` / ``py_end``.
 
     The caller checks that those are the callbacks ``recorder`` would run (not a subclass's).
+    False when they cannot be had; a module whose HotPath refuses these arguments (built from
+    other C) is given up for the process, with one warning.
     """
     compiled = in_use()
     if compiled is None:
         return False
+    try:
+        hot = _hot_path(compiled, recorder, max_in_flight, py_start, py_end)
+    except Exception as exc:
+        give_up(f"{type(exc).__qualname__}: {exc}")
+        return False
+    uninstall(recorder)
+    # Instance attributes shadow the methods: a runner's call goes straight to C.
+    recorder.__dict__["on_node_start"] = hot.start
+    recorder.__dict__["on_node_end"] = hot.end
+    recorder.__dict__["_hot_path"] = hot
+    return True
+
+
+def _hot_path(
+    compiled: Any,
+    recorder: HotPathHost,
+    max_in_flight: int,
+    py_start: Callable[..., None],
+    py_end: Callable[..., None],
+) -> Any:
     hot = compiled.HotPath(
         recorder=recorder,
         open=recorder._open,
@@ -121,13 +151,17 @@ def install(
         py_end=py_end,
         event_type=NodeEvent,
         event_fields=_EVENT_SLOTS,
+        internal_error=recorder._internal_error,
+        key_taken=recorder._key_taken,
+        capture_of=recorder._capture_of,
+        drop_oldest=recorder._drop_oldest_in_flight,
+        take=recorder._open.take,
+        misused=recorder._misused,
+        misuse=recorder.misuse,
     )
-    uninstall(recorder)
-    # Instance attributes shadow the methods: a runner's call goes straight to C.
-    recorder.__dict__["on_node_start"] = hot.start
-    recorder.__dict__["on_node_end"] = hot.end
-    recorder.__dict__["_hot_path"] = hot
-    return True
+    if not (callable(getattr(hot, "start", None)) and callable(getattr(hot, "end", None))):
+        raise TypeError("HotPath has no start/end callbacks")
+    return hot
 
 
 def uninstall(recorder: HotPathHost) -> None:

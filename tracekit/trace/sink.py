@@ -1,9 +1,11 @@
-"""Writing traces: the sinks, atomic replace, history naming, retention and stale temp sweeping.
+"""Writing traces: the sinks, atomic replace, history naming; retention lives in ``retention``.
 
-Every write goes to a uniquely named temporary file created exclusively in the target's
-directory, is written, fsynced, then renamed over the target (or hard-linked to a fresh history
-name, which never overwrites), and the directory is fsynced. A reader sees the old file or the
-new one, never a partial one, and no temporary file outlives the write, even when it fails.
+Every write of a regular file (or a missing path) goes to a uniquely named temporary file
+created exclusively in the target's directory, is written, fsynced, then renamed over the
+target (or hard-linked to a fresh history name, which never overwrites), and the directory is
+fsynced. A reader sees the old file or the new one, never a partial one, and no temporary file
+outlives the write, even when it fails. Devices, FIFOs and symlinks are never replaced: see
+:mod:`tracekit.trace.special`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
+
+from tracekit.trace.retention import (
+    HISTORY_NAME,
+    STALE_TEMP_SECONDS,
+    TEMP_MARKER,
+    apply_retention,
+    history_files,
+    sweep_stale_temps,
+    writer_tag,
+)
+from tracekit.trace.special import resolve_target, write_special
 
 __all__ = [
     "HISTORY_NAME",
+    "STALE_TEMP_SECONDS",
     "TEMP_MARKER",
     "FileSink",
     "HistorySink",
@@ -31,12 +45,9 @@ __all__ = [
     "history_files",
     "history_stem",
     "sweep_stale_temps",
+    "writer_tag",
 ]
 
-TEMP_MARKER: Final = ".tracekit-tmp-"
-#: ``{UTC YYYYMMDD-HHMMSS}-{flow_id}.json``, with ``-N`` before ``.json`` on collision.
-HISTORY_NAME: Final = re.compile(r"^\d{8}-\d{6}-.+\.json$")
-_TEMP_NAME: Final = re.compile(r"^\..*\.tracekit-tmp-(\d+)-[0-9a-f]+$")
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_COLLISIONS: Final = 10_000
 
@@ -59,7 +70,7 @@ def _fsync_dir(directory: Path) -> None:
 def _temp_file(target: Path, data: bytes, mode: int) -> Iterator[Path]:
     """A fully written and fsynced temp file beside ``target``, removed whatever happens."""
     directory = target.parent
-    tmp = directory / f".{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(6)}"
+    tmp = directory / f".{target.name}{TEMP_MARKER}{writer_tag()}.{os.getpid()}-{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:
         try:
@@ -86,13 +97,26 @@ def _ensure_dir(directory: Path) -> None:
 
 
 def atomic_write(target: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``target`` with ``data`` atomically (the parent directory is created if missing)."""
+    """Write ``data`` as ``target``: a regular file or missing path is replaced atomically
+    (the parent directory is created if missing, the file gets ``mode``); a symlink's resolved
+    file is replaced and the link kept; a device or FIFO is written into (see ``special``)."""
+    _write_target(target, data, mode, sweep=False)
+
+
+def _write_target(target: Path, data: bytes, mode: int, *, sweep: bool) -> Path:
     _ensure_dir(target.parent)
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "trace target is a directory", str(target))
-    with _temp_file(target, data, mode) as tmp:
-        os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    kind, where = resolve_target(target)
+    if kind != "replace":
+        write_special(where, data, kind)
+        return target
+    if where != target:
+        _ensure_dir(where.parent)  # where a dangling symlink points
+    if sweep:
+        sweep_stale_temps(where.parent)
+    with _temp_file(where, data, mode) as tmp:
+        os.replace(tmp, where)
+    _fsync_dir(where.parent)
+    return target
 
 
 def history_stem(started_ns: int, flow_id: str) -> str:
@@ -139,71 +163,6 @@ def claim_history_file(
     raise FileExistsError(errno.EEXIST, "no free history name", str(directory / stem))
 
 
-def history_files(directory: Path) -> list[Path]:
-    """The history files of ``directory``, oldest first (by name, whose prefix is the time)."""
-    try:
-        names = [e.name for e in os.scandir(directory) if e.is_file()]
-    except OSError:
-        return []
-    return [directory / n for n in sorted(names) if HISTORY_NAME.match(n)]
-
-
-def apply_retention(directory: Path, keep: int, protect: Path | None = None) -> list[Path]:
-    """Delete all but the newest ``keep`` history files; ``protect`` is never deleted."""
-    files = history_files(directory)
-
-    def age(p: Path) -> tuple[str, int]:
-        # The name's timestamp first; modification time breaks ties (collision suffixes).
-        try:
-            mtime = p.stat().st_mtime_ns
-        except OSError:
-            mtime = 0
-        return (p.name[:15], mtime)
-
-    files.sort(key=age)
-    removed: list[Path] = []
-    excess = len(files) - keep
-    for path in files:
-        if excess <= 0:
-            break
-        if protect is not None and path == protect:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path)
-        excess -= 1
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_temps(directory: Path) -> list[Path]:
-    """Remove temp files left by writers that died mid-write (their process is gone)."""
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _TEMP_NAME.match(entry.name)
-        if m is None:
-            continue
-        pid = int(m.group(1))
-        if pid != os.getpid() and not _pid_alive(pid):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-    return removed
-
-
 # --- sinks: where a recorder's traces land ----------------------------------------------------
 
 
@@ -233,7 +192,8 @@ class RunTarget(Protocol):
 
 
 class FileSink:
-    """One file, replaced atomically by each write (``TRACEKIT_TRACE_OUT``)."""
+    """One file, replaced atomically by each write (``TRACEKIT_TRACE_OUT``); a device or FIFO
+    there is written into, a symlink's file is replaced (see :func:`atomic_write`)."""
 
     __slots__ = ("path",)
 
@@ -241,11 +201,7 @@ class FileSink:
         self.path = path
 
     def write(self, data: bytes, run: RunTarget, *, private: bool) -> Path:
-        path = self.path
-        if path.parent.is_dir():
-            sweep_stale_temps(path.parent)
-        atomic_write(path, data, mode=_mode(private))
-        return path
+        return _write_target(self.path, data, _mode(private), sweep=True)
 
     def for_child(self, pid: int) -> FileSink:
         """A forked child's sink: ``trace.<pid>.json`` beside ``trace.json``, never the parent's."""
@@ -256,12 +212,13 @@ class HistorySink:
     """A new file per run in ``directory``, never overwritten; later writes of a run replace its
     own file; the newest ``keep`` are kept (``TRACEKIT_TRACE_DIR`` / ``TRACEKIT_TRACE_KEEP``)."""
 
-    __slots__ = ("directory", "flow_id", "keep")
+    __slots__ = ("_owned", "directory", "flow_id", "keep")
 
     def __init__(self, directory: Path, flow_id: str, keep: int | None = None) -> None:
         self.directory = directory
         self.flow_id = flow_id
         self.keep = keep
+        self._owned: dict[Any, Any] = {}  # what retention read of each file, until it changes
 
     def write(self, data: bytes, run: RunTarget, *, private: bool) -> Path:
         sweep_stale_temps(self.directory)
@@ -279,7 +236,7 @@ class HistorySink:
             path = Path(run.target)
             atomic_write(path, data, mode=mode)
         if self.keep is not None:
-            apply_retention(self.directory, self.keep, protect=path)
+            apply_retention(self.directory, self.keep, protect=path, cache=self._owned)
         return path
 
 
