@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from hamilton.lifecycle import GraphExecutionHook, NodeExecutionHook
 
 from tracekit.observer import NodeEvent
+from tracekit.recorder.replayable import mark_event
 
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
@@ -61,6 +62,17 @@ def _function_component(fns: Any) -> str | None:
     return None
 
 
+def _replayable(graph: Any) -> dict[str, Any]:
+    """Node name -> its function, for nodes Hamilton calls as the function itself (no decorator
+    rewrote them), so calling it with the node's kwargs is what Hamilton did."""
+    found: dict[str, Any] = {}
+    for node in getattr(graph, "nodes", ()) or ():
+        fns = getattr(node, "originating_functions", None)
+        if fns and getattr(node, "callable", None) is fns[0] and isinstance(getattr(node, "name", None), str):
+            found[node.name] = fns[0]
+    return found
+
+
 def _components(graph: Any) -> dict[str, str]:
     """Node name -> ``module.qualname`` of its defining function, for every node of ``graph``."""
     found: dict[str, str] = {}
@@ -88,6 +100,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         self.manage_runs = manage_runs
         self._lock = threading.Lock()
         self._components: dict[str, dict[str, str]] = {}  # Hamilton run id -> node -> component
+        self._callables: dict[str, dict[str, Any]] = {}  # run id -> node -> function (capture on)
         self._graphs = 0
         self._first_error: BaseException | None = None
         self._scope: AbstractContextManager[Any] | None = None
@@ -112,6 +125,8 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
             components = _components(graph)
             with self._lock:
                 self._components[run_id] = components
+                if getattr(self.recorder, "_capture", False):
+                    self._callables[run_id] = _replayable(graph)
                 if self.manage_runs:
                     self._graphs += 1
                     if self._graphs == 1:
@@ -137,6 +152,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         try:
             with self._lock:
                 self._components.pop(run_id, None)
+                self._callables.pop(run_id, None)
                 if not self.manage_runs or self._graphs == 0:
                     return
                 self._graphs -= 1
@@ -176,15 +192,17 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         if not self.recorder.enabled:
             return
         try:
-            self.recorder.on_node_start(
-                NodeEvent(
-                    node_id=node_name,
-                    component_id=self._component(run_id, node_name, node_tags),
-                    operation=OPERATION,
-                    payload=dict(node_kwargs),
-                    step_id=_step_id(run_id, node_name, task_id),
-                )
+            event = NodeEvent(
+                node_id=node_name,
+                component_id=self._component(run_id, node_name, node_tags),
+                operation=OPERATION,
+                payload=dict(node_kwargs),
+                step_id=_step_id(run_id, node_name, task_id),
             )
+            self.recorder.on_node_start(event)
+            func = self._callables.get(run_id, {}).get(node_name)
+            if func is not None:
+                mark_event(self.recorder, event, func)
         except Exception:
             self._failed("run_before_node_execution")
 

@@ -6,6 +6,7 @@ leaves the step as it was (captured, not replayable) and is counted as a recorde
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,10 +55,8 @@ def mark_step(host: Any, step: Step | None, func: Any, payload: Any, args_kind: 
             redactor=cfg.redactor,
         )
     except Exception:
-        try:
+        with contextlib.suppress(Exception):
             host.internal_error("replay capture")
-        except Exception:
-            pass
 
 
 def mark_event(host: Any, event: NodeEvent, func: Any, args_kind: str = "params") -> None:
