@@ -13,7 +13,7 @@ from tracekit.replay.emit import EmitError, emit_test
 from tracekit.replay.engine import EXIT_CANNOT, EXIT_COMPLETES, Outcome
 from tracekit.replay.engine import replay as run_replay
 from tracekit.replay.plan import ReplayError
-from tracekit.replay.text import esc
+from tracekit.trace.text import esc
 
 __all__ = ["replay"]
 

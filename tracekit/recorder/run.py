@@ -19,6 +19,7 @@ from tracekit import errors as _errors
 from tracekit.config import TraceMode
 from tracekit.errors.events import ErrorEvent
 from tracekit.recorder._state import HOST, RecorderState, log
+from tracekit.trace import last_good
 from tracekit.trace.envelope import build_envelope
 from tracekit.trace.model import RunInfo, Step, rfc3339
 
@@ -151,6 +152,7 @@ class RunLifecycle(RecorderState):
         path = None
         if write:
             path = self._write(outcome, final=True, raise_errors=True)
+        last_good.write_summary(self, outcome)
         self._after_implicit_final()
         return path
 
