@@ -62,14 +62,22 @@ def _function_component(fns: Any) -> str | None:
     return None
 
 
+#: Attributes Hamilton's function modifiers (@parameterize, @extract_columns, @does, @check_output,
+#: ...) set on a function: a node made from such a function is not the plain function call.
+_MODIFIED: Final = ("resolve", "generate", "inject", "expand", "transform", "decorate_nodes", "dynamic")
+
+
 def _replayable(graph: Any) -> dict[str, Any]:
-    """Node name -> its function, for nodes Hamilton calls as the function itself (no decorator
-    rewrote them), so calling it with the node's kwargs is what Hamilton did."""
+    """Node name -> its function, for plain nodes only (one undecorated function of the node's
+    name), where calling the function with the node's kwargs is what Hamilton did."""
     found: dict[str, Any] = {}
     for node in getattr(graph, "nodes", ()) or ():
-        fns = getattr(node, "originating_functions", None)
-        if fns and getattr(node, "callable", None) is fns[0] and isinstance(getattr(node, "name", None), str):
-            found[node.name] = fns[0]
+        fns: tuple[Any, ...] = tuple(getattr(node, "originating_functions", None) or ())
+        name = getattr(node, "name", None)
+        if (len(fns) == 1 and isinstance(name, str) and getattr(fns[0], "__name__", None) == name
+                and not getattr(node, "is_external_input", False)
+                and not any(hasattr(fns[0], attr) for attr in _MODIFIED)):
+            found[name] = fns[0]
     return found
 
 

@@ -72,7 +72,8 @@ def resolve(ref: str, source_file: str | None) -> Any:
     except NotImportable:
         raise
     except Exception as exc:
-        raise _fail(ref, f"importing {module_name} raised {type(exc).__name__}: {exc}",
+        what = source_file if module_name == "__main__" else module_name
+        raise _fail(ref, f"importing {what} raised {type(exc).__name__}: {exc}",
                     "run replay from the project's directory (or set PYTHONPATH), in its environment",
                     ) from None
     obj: Any = module
