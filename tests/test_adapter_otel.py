@@ -152,7 +152,7 @@ def test_each_local_root_span_is_a_run_in_history_mode(context: TraceContext, tm
     for n in range(2):
         with tracer.start_as_current_span(f"task-{n}"):
             pass
-    files = sorted((tmp_path / "runs").iterdir())
+    files = sorted(p for p in (tmp_path / "runs").iterdir() if p.suffix == ".json")
     assert len(files) == 2
     run_ids = {load(f)["run"]["id"] for f in files}
     assert len(run_ids) == 2

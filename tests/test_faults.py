@@ -180,7 +180,7 @@ def test_history_write_fault(
     history = tmp_path / "history"
     rec = TraceRecorder(TraceConfig.create(mode="always", dir=history), context)
     _good_run(rec)
-    (earlier,) = history.iterdir()
+    (earlier,) = history.glob("*.json")
     before = earlier.read_bytes()
     caplog.clear()
 
@@ -191,7 +191,7 @@ def test_history_write_fault(
     assert _temps(tmp_path) == []
     _assert_failed_once(rec, caplog, err)
     assert earlier.read_bytes() == before
-    others = sorted(set(history.iterdir()) - {earlier})
+    others = sorted(set(history.glob("*.json")) - {earlier})
     if step == "dirfsync":
         assert len(others) == 1 and _valid(others[0])["run"]["outcome"] == "failure"
     else:
@@ -204,7 +204,7 @@ def test_file_systems_without_hard_links_fall_back_to_rename(
     faulty.step, faulty.err = "link", errno.EPERM
     rec = TraceRecorder(TraceConfig.create(mode="always", dir=tmp_path / "h"), context)
     _good_run(rec)
-    (only,) = (tmp_path / "h").iterdir()
+    (only,) = (tmp_path / "h").glob("*.json")
     assert _valid(only)["run"]["outcome"] == "success"
     assert rec.last_flush_error is None and _temps(tmp_path) == [] and _write_warnings(caplog) == []
 

@@ -31,7 +31,8 @@ INDEX: dict[str, dict[str, str]] = orjson.loads((INVALID / "index.json").read_by
 
 SCENARIOS = (
     "cancelled", "captured_inputs", "error_chain", "error_events", "exception_group", "failure_on",
-    "in_flight", "nested_steps", "ring_buffer", "seed_fields_only", "success_always", "validation_issues",
+    "in_flight", "nested_steps", "replayable", "ring_buffer", "seed_fields_only", "success_always",
+    "validation_issues",
 )
 SEED_TOP = {"trace_version", "runner_version", "git_sha", "pack", "flow", "steps"}
 SEED_STEP = {

@@ -22,7 +22,7 @@ FIXED_NS = 1_795_478_400 * SECOND_NS  # 2026-11-24T00:00:00Z
 
 
 def files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".tracekit-"))
 
 
 def fail_run(rec: TraceRecorder, node: str = "load", message: str = "boom") -> None:

@@ -231,6 +231,6 @@ def test_history_files_get_the_same_modes(capture: bool, tmp_path: Path, context
         ev = NodeEvent("n", "c", "call", payload={"secret": SECRET})
         rec.on_node_start(ev)
         rec.on_node_end(ev, 1)
-    (path,) = (tmp_path / "h").iterdir()
+    (path,) = (tmp_path / "h").glob("*.json")
     assert _mode(path) == (0o600 if capture else 0o644)
     assert SECRET.encode() not in path.read_bytes()

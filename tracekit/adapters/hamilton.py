@@ -31,6 +31,7 @@ from hamilton.lifecycle import GraphExecutionHook, NodeExecutionHook
 
 from tracekit._guard import LogOnce
 from tracekit.observer import NodeEvent
+from tracekit.recorder.replayable import mark_event
 
 if TYPE_CHECKING:
     from tracekit.recorder import TraceRecorder
@@ -62,6 +63,25 @@ def _function_component(fns: Any) -> str | None:
     return None
 
 
+#: Attributes Hamilton's function modifiers (@parameterize, @extract_columns, @does, @check_output,
+#: ...) set on a function: a node made from such a function is not the plain function call.
+_MODIFIED: Final = ("resolve", "generate", "inject", "expand", "transform", "decorate_nodes", "dynamic")
+
+
+def _replayable(graph: Any) -> dict[str, Any]:
+    """Node name -> its function, for plain nodes only (one undecorated function of the node's
+    name), where calling the function with the node's kwargs is what Hamilton did."""
+    found: dict[str, Any] = {}
+    for node in getattr(graph, "nodes", ()) or ():
+        fns: tuple[Any, ...] = tuple(getattr(node, "originating_functions", None) or ())
+        name = getattr(node, "name", None)
+        if (len(fns) == 1 and isinstance(name, str) and getattr(fns[0], "__name__", None) == name
+                and not getattr(node, "is_external_input", False)
+                and not any(hasattr(fns[0], attr) for attr in _MODIFIED)):
+            found[name] = fns[0]
+    return found
+
+
 def _components(graph: Any) -> dict[str, str]:
     """Node name -> ``module.qualname`` of its defining function, for every node of ``graph``."""
     found: dict[str, str] = {}
@@ -89,6 +109,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         self.manage_runs = manage_runs
         self._lock = threading.Lock()
         self._components: dict[str, dict[str, str]] = {}  # Hamilton run id -> node -> component
+        self._callables: dict[str, dict[str, Any]] = {}  # run id -> node -> function (capture on)
         self._graphs = 0
         self._first_error: BaseException | None = None
         self._scope: AbstractContextManager[Any] | None = None
@@ -113,6 +134,8 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
             components = _components(graph)
             with self._lock:
                 self._components[run_id] = components
+                if getattr(self.recorder, "_capture", False):
+                    self._callables[run_id] = _replayable(graph)
                 if self.manage_runs:
                     self._graphs += 1
                     if self._graphs == 1:
@@ -138,6 +161,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         try:
             with self._lock:
                 self._components.pop(run_id, None)
+                self._callables.pop(run_id, None)
                 if not self.manage_runs or self._graphs == 0:
                     return
                 self._graphs -= 1
@@ -177,15 +201,17 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         if not self.recorder.enabled:
             return
         try:
-            self.recorder.on_node_start(
-                NodeEvent(
-                    node_id=node_name,
-                    component_id=self._component(run_id, node_name, node_tags),
-                    operation=OPERATION,
-                    payload=dict(node_kwargs),
-                    step_id=_step_id(run_id, node_name, task_id),
-                )
+            event = NodeEvent(
+                node_id=node_name,
+                component_id=self._component(run_id, node_name, node_tags),
+                operation=OPERATION,
+                payload=dict(node_kwargs),
+                step_id=_step_id(run_id, node_name, task_id),
             )
+            self.recorder.on_node_start(event)
+            func = self._callables.get(run_id, {}).get(node_name)
+            if func is not None:
+                mark_event(self.recorder, event, func)
         except Exception:
             self._failed("run_before_node_execution")
 

@@ -131,11 +131,14 @@ def redact(value: Any, extra: Iterable[str] = ()) -> Any:
 class Capture:
     """A captured, redacted and capped payload, ready to be written as JSON."""
 
-    __slots__ = ("data", "truncated")
+    __slots__ = ("data", "replay", "truncated")
 
     def __init__(self, data: bytes, truncated: bool) -> None:
         self.data = data
         self.truncated = truncated
+        #: The step's ``replay`` object (tracekit.capture.replayable), set where the runner knows
+        #: the callable. It rides on the capture because it exists exactly when inputs are captured.
+        self.replay: dict[str, Any] | None = None
 
     def fragment(self) -> orjson.Fragment:
         return orjson.Fragment(self.data)

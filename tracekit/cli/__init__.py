@@ -8,7 +8,7 @@ import sys
 import click
 
 from tracekit._version import __version__
-from tracekit.cli import demo, diff, env, export, ls, report, schema, show, validate
+from tracekit.cli import demo, diff, env, export, ls, replay, report, schema, show, validate
 
 __all__ = ["cli", "main"]
 
@@ -28,7 +28,7 @@ def cli() -> None:
 
 # Each module's command has the module's name; the package keeps the modules under those names
 # (``tracekit.cli.export`` is the module), so a command is never mistaken for its module.
-for _module in (validate, show, diff, ls, schema, demo, env, export, report):
+for _module in (validate, show, diff, ls, schema, demo, env, export, report, replay):
     cli.add_command(getattr(_module, _module.__name__.rsplit(".", 1)[1]))
 
 

@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import click
 
-from tracekit.cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, dump_json, exit_for, load_trace
+from tracekit.cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, dump_json, exit_for, fail, load_trace
+from tracekit.cli._last_good import diff_last_good
 from tracekit.cli._style import echo, style
 from tracekit.cli._trace import obj, s, steps_tree
 
@@ -114,9 +115,11 @@ def _show(field: str, value: str) -> str:
 
 @click.command()
 @click.argument("a", type=click.Path(path_type=Path))
-@click.argument("b", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def diff(a: Path, b: Path, as_json: bool) -> None:
+@click.option("--last-good", "against_last_good", is_flag=True,
+              help="Compare trace A with its flow's last good run (kept beside it) instead of B.")
+def diff(a: Path, b: Path | None, as_json: bool, against_last_good: bool) -> None:
     """Compare the steps of two traces; exit 0 only when they match.
 
     Steps are aligned by node, attempt and occurrence; a step differs when its input or output
@@ -126,7 +129,11 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
     Examples:
       tracekit diff yesterday.json today.json
       tracekit diff a.json b.json --json | jq .first_difference
+      tracekit diff --last-good trace.json
     """
+    if against_last_good or b is None:
+        raise click.exceptions.Exit(diff_last_good(a, as_json) if against_last_good and b is None
+                                    else fail("diff takes two traces A B, or --last-good A"))
     doc_a, doc_b = _load(a), _load(b)
     diffs = align(doc_a, doc_b)
     counts = {k: sum(d.kind == k for d in diffs) for k in ("only_in_a", "only_in_b", "changed", "same")}

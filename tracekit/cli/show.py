@@ -15,6 +15,7 @@ import click
 from tracekit.cli._io import TraceLoadError, dump_json, exit_for, load_trace
 from tracekit.cli._style import STATUS_COLORS, echo, fmt_duration, short_hash, style, table
 from tracekit.cli._trace import failing_steps, obj, s, steps, steps_tree
+from tracekit.trace import last_good
 from tracekit.trace.semantic import parse_time, validate_trace
 
 __all__ = ["render", "show", "summary"]
@@ -262,3 +263,5 @@ def show(path: Path, as_json: bool) -> None:
         return
     for line in render(doc, problems):
         echo(line)
+    if (since := last_good.summary_line(path, doc)) is not None:
+        echo(since)

@@ -56,7 +56,9 @@ def _expand(arg: str) -> Iterator[tuple[Path, str | None]]:
             yield from _expand(m)
         return
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*.json") if p.is_file())
+        # .tracekit-store/ and .tracekit-last-good/ hold tracekit's own files beside traces, not traces.
+        found = sorted(p for p in path.rglob("*.json") if p.is_file()
+                       and not any(part.startswith(".tracekit-") for part in p.relative_to(path).parts))
         if not found:
             yield path, "directory holds no *.json trace files"
         for p in found:

@@ -92,6 +92,8 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         self._errors_dropped = 0
         self._errors_seen = ErrorsSeen()
         self._pins = Pins(config.max_failures)
+        self._told: dict[int, Step] = {}
+        self._last_snapshot: list[Step] = []
         self._run_depth = 0
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from tracekit.config import DEFAULT_MAX_FAILURES
 from tracekit.trace.model import Step
@@ -56,6 +56,16 @@ class Pins:
                 self._tail.append(step)
                 self._ids.add(key)
 
+    def retain(self, keep: Callable[[Step], bool]) -> None:
+        """Drop the pins ``keep`` refuses (those an implicit run's final trace told of)."""
+        with self._lock:
+            self._head = [s for s in self._head if keep(s)]
+            kept = [s for s in self._tail if keep(s)]
+            self._tail.clear()
+            self._tail.extend(kept)
+            self._ids = {id(s) for s in (*self._head, *self._tail)}
+            self.dropped = 0
+
     def steps(self) -> list[Step]:
         with self._lock:
             return [*self._head, *self._tail]
@@ -75,15 +85,17 @@ class Pins:
         self.dropped = 0
 
 
-def kept_steps(ring: Iterable[Step], pinned: Iterable[Step], since_ns: int) -> tuple[list[Step], int]:
+def kept_steps(
+    ring: Iterable[Step], pinned: Iterable[Step], told: Mapping[int, Step]
+) -> tuple[list[Step], int]:
     """The finished steps a trace holds, in the order they finished, and how many came from pins.
 
     A pinned step the ring no longer holds finished before every step the ring holds, so pins
-    come first (in finish order), then the ring. Failed and cancelled steps of an earlier run
-    (started before ``since_ns``, still in a worker's ring as its recent history) are left out:
-    that run's own trace told of them.
+    come first (in finish order), then the ring. Failed and cancelled steps an earlier run's final
+    trace already told of (``told``, by id; still in a worker's ring as its recent history) are
+    left out: a reader must not take them for this run's.
     """
-    recent = [s for s in ring if s.status == "completed" or s.start_ns >= since_ns]
+    recent = [s for s in ring if s.status == "completed" or told.get(id(s)) is not s]
     in_ring = {id(s) for s in recent}
     older = sorted(
         (s for s in pinned if s.status != "in_flight" and id(s) not in in_ring), key=_end

@@ -19,6 +19,7 @@ from tracekit.config import TraceMode
 from tracekit.errors.events import ErrorEvent
 from tracekit.recorder._state import HOST, RecorderState, log
 from tracekit.recorder.ring import kept_steps
+from tracekit.trace import last_good
 from tracekit.trace.envelope import build_envelope, encode_envelope
 from tracekit.trace.model import RunInfo, Step, rfc3339
 
@@ -93,6 +94,7 @@ class RunLifecycle(RecorderState):
         self._finished.reinit_after_fork()
         self.errors.reinit_after_fork()
         self._pins.reinit_after_fork()
+        self._told = {}
         self._open.clear()
         self._ring.clear()
         self._finished_at_reset = self._finished.value()
@@ -113,16 +115,23 @@ class RunLifecycle(RecorderState):
             self._errors_dropped = 0
             self._errors_seen.clear()
             self._pins.clear()
+            self._told = {}
             self._run = self._new_run(explicit)
 
-    def _after_implicit_final(self) -> None:
-        # A worker's implicit run ends at each final flush; its buffer stays its recent history.
+    def _after_implicit_final(self, told: list[Step]) -> None:
+        # A worker's implicit run ends at each final flush; its buffer stays its recent history,
+        # without the failures its final trace ``told`` of (concurrent work's stay pinned).
         if not self._run.explicit:
             with self._lock:
                 self._flow_errors = []
                 self._errors_dropped = 0
                 self._errors_seen.clear()
-                self._pins.clear()
+                in_ring = {id(s) for s in self._ring}
+                self._told = {
+                    id(s): s for s in (*self._told.values(), *told) if id(s) in in_ring
+                }
+                told_ids = {id(s) for s in told}
+                self._pins.retain(lambda s: id(s) not in told_ids)
                 # Dropped counts this run's steps: the earlier run's are history, not losses.
                 self._finished_at_reset = self._finished.value()
                 self._run = self._new_run(explicit=False)
@@ -171,9 +180,13 @@ class RunLifecycle(RecorderState):
             or force
         )
         path = None
+        told: list[Step] = []
         if write:
             path = self._write(outcome, final=True, raise_errors=True)
-        self._after_implicit_final()
+            if path is not None:
+                told = [s for s in self._last_snapshot if s.status != "completed"]
+        last_good.write_summary(self, outcome)
+        self._after_implicit_final(told)
         return path
 
     def _already_recorded(self, error: BaseException) -> bool:
@@ -228,7 +241,8 @@ class RunLifecycle(RecorderState):
             dropped = max(0, self._finished.value() - self._finished_at_reset - len(ring))
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
-        finished, pinned_only = kept_steps(ring, self._pins.steps(), run.perf_anchor_ns)
+        finished, pinned_only = kept_steps(ring, self._pins.steps(), self._told)
+        self._last_snapshot = finished
         in_flight = self._open.steps()
         return build_envelope(
             context=self.context,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 from tracekit.errors import PHASES
 from tracekit.observer import NodeEvent
 from tracekit.recorder._context import CURRENT_STEP_ID
+from tracekit.recorder.replayable import mark_step
 
 if TYPE_CHECKING:
     from tracekit.trace.model import Step
@@ -88,6 +89,7 @@ class StepScope:
         "_attempt",
         "_bind_context",
         "_component_id",
+        "_func",
         "_node_id",
         "_operation",
         "_output",
@@ -140,6 +142,7 @@ class StepScope:
         self._output: Any = _UNSET
         self._step: Step | None = None
         self._token: Token[str | None] | None = None
+        self._func: tuple[Any, str] | None = None  # (function, args_kind) of a decorated call
 
     @property
     def step_id(self) -> str | None:
@@ -185,6 +188,8 @@ class StepScope:
         except Exception as setup_fault:
             recorder.internal_error("step setup")
             self._step = self._fallback_start(setup_fault)
+        if self._func is not None and self._step is not None and self._step.capture is not None:
+            mark_step(recorder, self._step, self._func[0], self._payload, self._func[1])
         if self._step is not None and self._bind_context:
             self._token = CURRENT_STEP_ID.set(self._step.step_id)
         return self
@@ -251,13 +256,14 @@ class StepScope:
                args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepScope | None:
         """A new scope for one call, or None (the call then runs unrecorded) if that fails."""
         try:
+            kind: str | None = None
             if self._payload_given:
                 payload = self._payload
             else:
-                payload = {"args": list(args), "kwargs": kwargs}
+                payload, kind = {"args": list(args), "kwargs": kwargs}, "args_kwargs"
                 if sig is not None:
                     with contextlib.suppress(TypeError):  # a bad call: the function will say so
-                        payload = dict(sig.bind(*args, **kwargs).arguments)
+                        payload, kind = dict(sig.bind(*args, **kwargs).arguments), "params"
             scope = StepScope(
                 self._recorder,
                 node_id=self._node_id or getattr(func, "__qualname__", None) or repr(func),
@@ -269,6 +275,8 @@ class StepScope:
                 parent_step_id=self._parent_step_id,
                 attempt=self._attempt,
             )
+            if kind is not None:
+                scope._func = (func, kind)
         except Exception:
             self._recorder.internal_error("step decorator")
             return None
@@ -287,12 +295,15 @@ class StepScope:
         except (TypeError, ValueError):
             sig = None
         if inspect.isasyncgenfunction(func):
-            return cast(F, self._wrap_async_gen(func, sig))
-        if inspect.isgeneratorfunction(func):
-            return cast(F, self._wrap_gen(func, sig))
-        if inspect.iscoroutinefunction(func):
-            return cast(F, self._wrap_async(func, sig))
-        return cast(F, self._wrap_sync(func, sig))
+            wrapper = self._wrap_async_gen(func, sig)
+        elif inspect.isgeneratorfunction(func):
+            wrapper = self._wrap_gen(func, sig)
+        elif inspect.iscoroutinefunction(func):
+            wrapper = self._wrap_async(func, sig)
+        else:
+            wrapper = self._wrap_sync(func, sig)
+        wrapper.__tracekit_step__ = True  # type: ignore[attr-defined]  # replay calls past this layer
+        return cast(F, wrapper)
 
     def _wrap_sync(self, func: Callable[..., Any], sig: inspect.Signature | None) -> Callable[..., Any]:
         recorder = self._recorder

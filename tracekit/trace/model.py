@@ -143,6 +143,8 @@ class Step:
                 "operation": self.operation,
                 "payload": self.capture.fragment(),
             }
+            if self.capture.replay is not None:
+                out["replay"] = self.capture.replay
         out["validation_issues"] = [
             {"code": i.code, "message": i.message, "path": i.path, "severity": i.severity}
             for i in (self.issues or ())
