@@ -243,6 +243,31 @@ print(a, b)
                   "<= 2 MB", f"{a / 1024:.1f} MB -> {b / 1024:.1f} MB")
 
 
+def bench_error_memory(tmp: Path, big: int) -> Result:
+    """A worker that reports node errors and never uses run(): what it holds must stay bounded."""
+    code = f"""
+import gc, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from run import recorder, rss_kib
+from pathlib import Path
+from tracekit import NodeEvent
+rec = recorder(Path({str(tmp)!r}))
+def errors(n):
+    for i in range(n):
+        e = NodeEvent(node_id=f"task{{i % 50}}", component_id="tasks", operation="run", payload={{"i": i}})
+        rec.on_node_start(e)
+        rec.on_node_error(e, ValueError(f"error {{i}}"))
+errors(10_000); gc.collect(); a = rss_kib()
+errors({big} - 10_000); gc.collect(); b = rss_kib()
+print(a, b)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    a, b = map(int, out.split())
+    growth_mb = (b - a) / 1024
+    return Result(f"RSS growth, 10k -> {big // 1000}k node errors without run()", "MB", growth_mb,
+                  growth_mb, "flat (<= 2 MB)", f"{a / 1024:.1f} MB -> {b / 1024:.1f} MB")
+
+
 def bench_flush(tmp: Path, repeats: int) -> list[Result]:
     results = []
     times: dict[int, float] = {}
@@ -320,6 +345,7 @@ def main() -> None:
         results.append(bench_large(tmp, 20_000, repeats))  # hashed at once, NaN-scanned
         results.append(bench_large(tmp, size, repeats))
         results.append(bench_memory(tmp, big))
+        results.append(bench_error_memory(tmp, big // 3))
         results.extend(bench_flush(tmp, repeats))
         results.append(bench_threads(tmp, n, repeats))
         results.append(bench_capture(tmp, n, repeats))
