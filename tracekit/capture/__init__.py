@@ -1,0 +1,1 @@
+"""What tracekit keeps of a value: canonical forms for hashing, previews and redaction for capture."""
