@@ -111,13 +111,20 @@ def _pandas_index(index: Any, is_secret: Secret) -> dict[str, Any]:
 
 
 def _numpy_array(a: Any, is_secret: Secret) -> dict[str, Any]:
-    head = a.flat[:PREVIEW_ITEMS]  # the first elements in C order, without copying the rest
-    secret = a.dtype.names is not None and any(is_secret(n) for n in a.dtype.names)
+    head = a.flat[:PREVIEW_ITEMS].tolist()  # the first elements in C order, without copying the rest
+    names = a.dtype.names
+    if names is not None:  # records, by field name: a secret field is masked in each
+        values: list[Any] = [
+            {n: REDACTED if is_secret(n) else _cell(v) for n, v in zip(names, row, strict=False)}
+            for row in head
+        ]
+    else:
+        values = _cells(head, False)
     return {
         "$preview": "numpy.ndarray",
         "dtype": str(a.dtype),
         "shape": list(a.shape),
-        "values": _cells(head.tolist(), secret),
+        "values": values,
         "truncated": a.size > PREVIEW_ITEMS,
     }
 
