@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-__all__ = ["array_digest", "canonical_bytes", "dtype_name", "feed", "ndarray_form", "rule_for", "scalar_form"]
+__all__ = ["array_digest", "dtype_name", "feed", "ndarray_form", "rule_for", "scalar_form"]
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -35,37 +35,47 @@ def dtype_name(dtype: np.dtype[Any]) -> str:
     return dtype.str
 
 
-def canonical_bytes(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """A flat uint8 view (a copy only where needed) of ``arr``'s canonical bytes."""
+#: Floats are checked for NaN and hashed this many bytes at a time: a block is still in cache
+#: when blake3 reads it, and only a block that holds a NaN is copied to be rewritten.
+_BLOCK_BYTES = 1 << 20
+
+
+def _contiguous_le(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     import numpy as np
 
-    a = arr
-    dt = a.dtype
+    dt = arr.dtype
     if dt.byteorder == ">" or (dt.byteorder == "=" and _BIG_ENDIAN):
-        a = a.astype(dt.newbyteorder("<"))
-    kind = dt.kind
-    # A sum is NaN when any element is (or inf meets -inf: then the exact test finds none):
-    # one vectorized pass, ~15% of a blake3 pass, and no copy unless a NaN is really there.
-    if kind in "fc" and a.size:
-        with np.errstate(all="ignore"):  # overflow is no NaN; a user's seterr(all="raise") stays out
-            has_nan = np.isnan(np.add.reduce(a, axis=None))
-        if has_nan:
-            flat = np.ascontiguousarray(a).reshape(-1)
-            if kind == "c":
-                flat = flat.view(f"<f{dt.itemsize // 2}")
-            a = np.where(np.isnan(flat), flat.dtype.type(np.nan), flat)
-    out = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    if kind == "f" and dt.itemsize > 8 and np.finfo(dt).nmant == 63:
-        # x87 long double: 10 bytes of value, the rest padding that may hold anything.
-        rows = out.reshape(-1, dt.itemsize).copy()
-        rows[:, 10:] = 0
-        return rows.reshape(-1)
-    return out
+        return arr.astype(dt.newbyteorder("<"), order="C")
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def feed(hasher: Any, arr: np.ndarray[Any, Any]) -> None:
     """Add ``arr``'s canonical bytes (not object, not structured) to a blake3 ``hasher``."""
-    hasher.update(canonical_bytes(arr))
+    import numpy as np
+
+    dt = arr.dtype
+    flat = _contiguous_le(arr).reshape(-1)
+    kind = dt.kind
+    if kind == "f" and dt.itemsize > 8 and np.finfo(dt).nmant == 63:
+        # x87 long double: 10 bytes of value, the rest padding that may hold anything.
+        rows = flat.view(np.uint8).reshape(-1, dt.itemsize).copy()
+        rows[:, 10:] = 0
+        flat = rows.reshape(-1).view(dt)
+    if kind not in "fc" or not flat.size:
+        hasher.update(flat.view(np.uint8))
+        return
+    parts = flat.view(f"<f{dt.itemsize // 2}") if kind == "c" else flat
+    step = max(1, _BLOCK_BYTES // parts.itemsize)
+    nan = parts.dtype.type(np.nan)
+    with np.errstate(all="ignore"):  # overflow is no NaN; a user's seterr(all="raise") stays out
+        for start in range(0, parts.size, step):
+            block = parts[start : start + step]
+            # A sum is NaN when any element is (or inf meets -inf: then the exact test finds
+            # none): ~15% of a blake3 pass, and no copy unless a NaN is really there.
+            if np.isnan(np.add.reduce(block)):
+                block = block.copy()
+                np.copyto(block, nan, where=np.isnan(block))
+            hasher.update(block.view(np.uint8))
 
 
 def array_digest(arr: np.ndarray[Any, Any]) -> str:

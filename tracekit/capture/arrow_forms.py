@@ -16,7 +16,7 @@ from typing import Any
 
 from blake3 import blake3
 
-from tracekit.capture.arrays import canonical_bytes
+from tracekit.capture.arrays import feed
 from tracekit.capture.tags import bytes_form, tag_non_finite
 
 __all__ = ["arrow_column", "column_digest", "polars_rule_for", "rule_for"]
@@ -78,11 +78,14 @@ def _feed_chunk(chunk: Any, start: int, values: Any, lengths: Any, nulls: Any) -
         values.update(np.ascontiguousarray(bools, dtype=np.bool_).view(np.uint8))
         return
     if _binary_like(pa, t):
-        c = chunk if pa.types.is_large_binary(t) else chunk.cast(pa.large_binary())
+        # Offsets and data as they are for (large) strings and binaries; views are rebuilt.
+        wide = pa.types.is_large_binary(t) or pa.types.is_large_string(t)
+        c = chunk if wide or pa.types.is_string(t) or pa.types.is_binary(t) else chunk.cast(pa.large_binary())
         if valid is not None:
-            c = pc.fill_null(c, b"")
+            c = pc.fill_null(c.cast(pa.large_binary()), b"")
         _, offsets_buf, data_buf = c.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype="<i8")[c.offset : c.offset + n + 1]
+        width = "<i8" if c.type.id in (pa.large_binary().id, pa.large_string().id) else "<i4"
+        offsets = np.frombuffer(offsets_buf, dtype=width)[c.offset : c.offset + n + 1].astype("<i8")
         lengths.update(np.diff(offsets).astype("<i8").view(np.uint8))
         if data_buf is not None and offsets[-1] > offsets[0]:
             values.update(np.frombuffer(data_buf, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])])
@@ -94,8 +97,9 @@ def _feed_chunk(chunk: Any, start: int, values: Any, lengths: Any, nulls: Any) -
         raw[~valid] = 0
         raw = raw.reshape(-1)
     if pa.types.is_floating(t):
-        raw = canonical_bytes(raw.view(f"<f{width}"))
-    values.update(raw)
+        feed(values, raw.view(f"<f{width}"))
+    else:
+        values.update(raw)
 
 
 def column_digest(col: Any) -> str:
