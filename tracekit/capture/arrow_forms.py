@@ -84,8 +84,8 @@ def _feed_chunk(chunk: Any, start: int, values: Any, lengths: Any, nulls: Any) -
         if valid is not None:
             c = pc.fill_null(c.cast(pa.large_binary()), b"")
         _, offsets_buf, data_buf = c.buffers()
-        width = "<i8" if c.type.id in (pa.large_binary().id, pa.large_string().id) else "<i4"
-        offsets = np.frombuffer(offsets_buf, dtype=width)[c.offset : c.offset + n + 1].astype("<i8")
+        kind = "<i8" if c.type.id in (pa.large_binary().id, pa.large_string().id) else "<i4"
+        offsets = np.frombuffer(offsets_buf, dtype=kind)[c.offset : c.offset + n + 1].astype("<i8")
         lengths.update(np.diff(offsets).astype("<i8").view(np.uint8))
         if data_buf is not None and offsets[-1] > offsets[0]:
             values.update(np.frombuffer(data_buf, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])])
