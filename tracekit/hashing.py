@@ -199,7 +199,7 @@ def _form_of(obj: Any) -> Any:
 
 
 def _canonical_from(value: Any, data: bytes) -> bytes:
-    """The canonical JSON of ``value``, given ``data = orjson.dumps(value, option=SORT)``."""
+    """The canonical JSON of ``value``, given ``data = orjson.dumps(value, option=DUMPS_OPTION)``."""
     # orjson writes NaN and infinities as null; only then is a second look needed.
     if len(data) <= NAN_SCAN_LIMIT and _has_null(data) and _needs_slow_look(value):
         return _slow_canonical(value)
@@ -227,7 +227,7 @@ def hash_source(value: Any) -> bytes:
 
 
 def finish_source(value: Any, data: bytes) -> bytes:
-    """:func:`hash_source` of ``value``, given ``data = orjson.dumps(value, option=SORT)``.
+    """:func:`hash_source` of ``value``, given ``data = orjson.dumps(value, option=DUMPS_OPTION)``.
 
     For callers that already serialized ``value`` and found ``data`` not final as it is
     (larger than :data:`DEFER_LIMIT`, or holding a ``null`` that may be a NaN); never raises.
