@@ -255,3 +255,15 @@ def test_pinning_costs_nothing_on_the_success_path(context: TraceContext) -> Non
         ok(rec, f"n{i}")
     assert rec._pins.steps() == []
     assert sys.getrefcount(rec) > 0
+
+
+def test_a_failure_of_concurrent_work_survives_another_roots_success(context: TraceContext) -> None:
+    """Two requests share a worker's implicit run; one ends well while the other's failure waits."""
+    rec = make(context, buffer=10)
+    fail(rec, "bad.db", ConnectionResetError("peer reset"))
+    ok(rec, "ok")
+    rec.flush_success()  # the first root ends well: its (in_progress-written) run is rewritten
+    fail(rec, "bad", ConnectionResetError("peer reset"))
+    rec.flush_error(ConnectionResetError("peer reset"))
+    failed = [s["node_id"] for s in load()["steps"] if s["status"] == "failed"]
+    assert failed == ["bad.db", "bad"]

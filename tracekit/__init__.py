@@ -6,6 +6,7 @@ when a run fails (or always, if asked).
 """
 
 from tracekit._version import __version__
+from tracekit.capture.canonical import register_canonical
 from tracekit.capture.hashing import canonical_json, hash_value
 from tracekit.config import ConfigError, TraceConfig, TraceMode
 from tracekit.errors import Traceable, register_code, register_control_flow, register_hint
@@ -36,6 +37,7 @@ __all__ = [
     "canonical_json",
     "hash_value",
     "install_crash_handler",
+    "register_canonical",
     "register_code",
     "register_control_flow",
     "register_hint",

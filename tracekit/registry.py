@@ -99,6 +99,10 @@ class Registry:
             s = self._state
             self._state = _replace(s, canonical={**s.canonical, value_type: form})
 
+    def clear_canonical(self) -> None:
+        with self._lock:
+            self._state = _replace(self._state, canonical={})
+
     def snapshot(self) -> RegistryState:
         return self._state
 

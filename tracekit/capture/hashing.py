@@ -2,33 +2,33 @@
 
 The canon (DESIGN.md): the hash is blake3 over exactly what
 ``orjson.dumps(value, option=orjson.OPT_SORT_KEYS)`` writes for a JSON-native value, so anyone can
-recompute it from a captured payload. Values orjson serializes natively (dataclasses, datetimes,
-enums, UUIDs, ...) hash as orjson writes them.
+recompute it from a captured payload. Values orjson serializes natively (datetimes, enums, UUIDs,
+subclasses of str, int, dict and list) hash as orjson writes them.
 
-Everything else still hashes, deterministically and without raising, by turning each value that
-has no JSON form into a small tagged object (see ``README.md``, "Hashing rules"):
+Everything else still hashes, deterministically and without raising: each value that has no
+JSON form is written as its *canonical form*, from the table in :mod:`tracekit.capture.canonical`
+(which users extend with ``register_canonical``; docs/hashing.md lists every rule). The rules
+kept here, for values orjson writes but ambiguously, or that need the encoder itself:
 
 ===========================  =========================================================
 value                        canonical form
 ===========================  =========================================================
 NaN, +inf, -inf              ``{"$float": "nan" | "inf" | "-inf"}`` (orjson writes null)
 int outside [-2**63, 2**64)  ``{"$int": "<decimal digits>"}``
-bytes, bytearray, memoryview ``{"$bytes": "<base64>"}``
 set, frozenset               ``{"$set": [elements, sorted by their canonical bytes]}``
-Decimal                      ``{"$decimal": "<str(value)>"}``
-complex                      ``{"$complex": [real, imag]}``
 non-string dict key k        the string ``"$key:" + canonical(k)``
 a container already open     ``{"$cycle": n}``, n = how many levels up it was opened
-other objects                ``{"$object": "module.QualName", "state": vars(obj)}`` when it
-                             has a ``__dict__`` or ``__slots__``, else ``"repr"`` with
-                             memory addresses masked; a failing ``repr`` gives
-                             ``"repr_error": "<exception type>"``
 ===========================  =========================================================
+
+Dataclasses are passed through to their rule (orjson would drop fields named ``_x``). A value
+with forms is first written by orjson with the table as its ``default`` (fast: big arrays and
+frames are digests of their buffers by then); only cycles, huge ints, non-string keys, NaN and
+nesting past orjson's limit take the pure-Python encoder, which writes the same bytes.
 
 NaN and infinities are told apart from ``null`` in values whose canonical JSON is at most
 :data:`NAN_SCAN_LIMIT` bytes (64 KiB). Past that, finding them would need a scan of the output
 that costs more than hashing it (``bytes.find`` runs at ~2 GB/s, blake3 at ~7 GB/s), so a NaN in
-a large value hashes as orjson writes it: ``null``. Still deterministic; documented in README.
+a large value hashes as orjson writes it: ``null``. Still deterministic; see docs/hashing.md.
 
 Nesting deeper than orjson's limit (254) is encoded by the same rules in pure Python, so a
 5,000-deep value hashes too, to exactly the bytes orjson would write if it had no limit.
@@ -36,12 +36,10 @@ Nesting deeper than orjson's limit (254) is encoded by the same rules in pure Py
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import decimal
 import enum
 import math
-import re
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -50,9 +48,12 @@ import orjson
 from blake3 import blake3
 
 from tracekit._native import in_use
+from tracekit.capture.canonical import canonical_form, safe_repr_form
+from tracekit.capture.tags import non_finite_form
 
 __all__ = [
     "DEFER_LIMIT",
+    "DUMPS_OPTION",
     "HASH_ALGORITHM",
     "NAN_SCAN_LIMIT",
     "Digest",
@@ -68,7 +69,9 @@ __all__ = [
 
 HASH_ALGORITHM: Final = "blake3"
 
-_SORT: Final = orjson.OPT_SORT_KEYS
+#: The options of every orjson call that writes canonical JSON (the compiled hot path's too).
+DUMPS_OPTION: Final = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+_SORT: Final = DUMPS_OPTION
 _dumps: Final = orjson.dumps
 
 
@@ -90,7 +93,6 @@ _non_finite_native: Callable[[Any], bool | None] = (
 )
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 #: Largest canonical JSON (bytes) searched for NaN/infinity written as null; see the module doc.
 NAN_SCAN_LIMIT: Final = 64 * 1024
 
@@ -139,12 +141,65 @@ def canonical_json(value: Any) -> bytes:
     try:
         data = _dumps(value, option=_SORT)
     except Exception:
-        return _slow_canonical(value)
+        return _with_forms(value)
     return _canonical_from(value, data)
 
 
+Memo = dict[int, tuple[Any, Any]]  # id -> (the value, kept alive; its canonical form)
+
+
+def _with_forms(value: Any) -> bytes:
+    """The canonical JSON of a value holding something orjson cannot write by itself.
+
+    orjson writes it, asking the table for each such object's form; the forms are remembered,
+    so when the pure-Python encoder has to take over it never computes one twice (a frame's
+    digest is the costly part).
+    """
+    memo: Memo = {}
+
+    def default(obj: Any) -> Any:
+        hit = memo.get(id(obj))
+        if hit is not None:
+            return hit[1]
+        form = _form_of(obj)
+        memo[id(obj)] = (obj, form)
+        return form
+
+    try:
+        data = _dumps(value, default=default, option=_SORT)
+    except Exception:
+        return _slow_canonical(value, memo)
+    # The same rule for NaN as for JSON-native values, over the value and every form written.
+    if (
+        len(data) <= NAN_SCAN_LIMIT
+        and _has_null(data)
+        and (_needs_slow_look(value) or any(_needs_slow_look(form) for _, form in memo.values()))
+    ):
+        return _slow_canonical(value, memo)
+    return data
+
+
+def _set_form(value: set[Any] | frozenset[Any]) -> orjson.Fragment:
+    # The underlying storage: an overridden __iter__ is not called.
+    stored = list(set.__iter__(value)) if isinstance(value, set) else list(frozenset.__iter__(value))
+    members = sorted(canonical_json(m) for m in stored)
+    return orjson.Fragment(b'{"$set":[' + b",".join(members) + b"]}")
+
+
+def _form_of(obj: Any) -> Any:
+    """What the encoder writes for an object orjson refused; never raises."""
+    if not _honest_class(obj):
+        return safe_repr_form(obj)
+    if isinstance(obj, set | frozenset):
+        try:
+            return _set_form(obj)
+        except Exception:
+            return safe_repr_form(obj)
+    return canonical_form(obj)
+
+
 def _canonical_from(value: Any, data: bytes) -> bytes:
-    """The canonical JSON of ``value``, given ``data = orjson.dumps(value, option=SORT)``."""
+    """The canonical JSON of ``value``, given ``data = orjson.dumps(value, option=DUMPS_OPTION)``."""
     # orjson writes NaN and infinities as null; only then is a second look needed.
     if len(data) <= NAN_SCAN_LIMIT and _has_null(data) and _needs_slow_look(value):
         return _slow_canonical(value)
@@ -163,7 +218,7 @@ def hash_source(value: Any) -> bytes:
     try:
         data = _dumps(value, option=_SORT)
     except Exception:
-        return _sealed(_slow_canonical(value))
+        return _sealed(_with_forms(value))
     # The common case, final as it is: small, and no null that could be a NaN. The compiled
     # hot path tests the same.
     if len(data) <= DEFER_LIMIT and (value is None or not _has_null(data)):
@@ -172,7 +227,7 @@ def hash_source(value: Any) -> bytes:
 
 
 def finish_source(value: Any, data: bytes) -> bytes:
-    """:func:`hash_source` of ``value``, given ``data = orjson.dumps(value, option=SORT)``.
+    """:func:`hash_source` of ``value``, given ``data = orjson.dumps(value, option=DUMPS_OPTION)``.
 
     For callers that already serialized ``value`` and found ``data`` not final as it is
     (larger than :data:`DEFER_LIMIT`, or holding a ``null`` that may be a NaN); never raises.
@@ -257,56 +312,14 @@ _VAL = 1  # a value to encode
 _LEAVE = 2  # a container is closed: forget its id
 
 
-def _qualname(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
-
-
-def _safe_repr(obj: Any) -> dict[str, Any]:
-    try:
-        text = repr(obj)
-    except Exception as exc:  # a hostile __repr__ must not break hashing
-        return {"$object": _qualname(obj), "repr_error": type(exc).__qualname__}
-    return {"$object": _qualname(obj), "repr": _ADDRESS.sub("0x?", text)}
-
-
-def _object_state(obj: Any) -> dict[str, Any] | None:
-    state = getattr(obj, "__dict__", None)
-    if isinstance(state, dict) and state and not callable(obj):
-        return dict(state)
-    slots: list[str] = []
-    for klass in type(obj).__mro__:
-        names = klass.__dict__.get("__slots__", ())
-        slots.extend([names] if isinstance(names, str) else names)
-    values = {n: getattr(obj, n) for n in slots if n != "__weakref__" and hasattr(obj, n)}
-    return values or None
-
-
 def _tag(value: Any) -> Any:
     """A JSON-able stand-in for a value orjson cannot write (or writes ambiguously)."""
-    if isinstance(value, float):
-        return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, int):
+    if type(value) is float:
+        return non_finite_form(value)
+    if isinstance(value, int) and not isinstance(value, enum.Enum):
         # Decimal prints any int exactly; str() refuses past 4,300 digits (sys.int_max_str_digits).
         return {"$int": str(decimal.Decimal(int(value)))}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, decimal.Decimal):
-        return {"$decimal": str(value)}
-    if isinstance(value, complex):
-        return {"$complex": [value.real, value.imag]}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    state = None
-    try:
-        state = _object_state(value)
-    except Exception:
-        state = None
-    if state is not None:
-        return {"$object": _qualname(value), "state": state}
-    return _safe_repr(value)
+    return canonical_form(value)
 
 
 def _safe_tag(value: Any) -> Any:
@@ -314,7 +327,7 @@ def _safe_tag(value: Any) -> Any:
     try:
         return _tag(value)
     except Exception:
-        return _safe_repr(value)
+        return safe_repr_form(value)
 
 
 def _key(key: Any) -> str:
@@ -323,7 +336,9 @@ def _key(key: Any) -> str:
     return "$key:" + _slow_canonical(key).decode("utf-8")
 
 
-def _slow_canonical(value: Any) -> bytes:
+def _slow_canonical(value: Any, memo: Memo | None = None) -> bytes:
+    """The canonical JSON of anything, in pure Python; ``memo`` holds forms already computed."""
+    forms: Memo = {} if memo is None else memo
     out: list[bytes] = []
     emit = out.append
     open_ids: list[int] = []  # ids of the containers on the current path, outermost first
@@ -340,7 +355,7 @@ def _slow_canonical(value: Any) -> bytes:
             alive.pop()
             continue
         if type(item) not in _EXACT and not _honest_class(item):
-            emit(_dumps(_safe_repr(item), option=_SORT))
+            emit(_dumps(safe_repr_form(item), option=_SORT))
             continue
         if item is None or item is True or item is False or isinstance(item, str):
             emit(_dumps(item) if not isinstance(item, str) else _dumps(str.__str__(item)))
@@ -351,13 +366,13 @@ def _slow_canonical(value: Any) -> bytes:
             else:
                 push((_VAL, _safe_tag(item)))
             continue
-        if isinstance(item, float) and not isinstance(item, enum.Enum):
+        if type(item) is float:  # a float subclass (numpy's float64, ...) has a rule of its own
             if math.isfinite(item):
                 emit(_dumps(float(item)))
             else:
                 push((_VAL, _safe_tag(item)))
             continue
-        if isinstance(item, dict | list | tuple):
+        if isinstance(item, dict | list) or type(item) is tuple:  # a namedtuple has its rule
             ident = id(item)
             if ident in open_ids:
                 depth = len(open_ids) - open_ids.index(ident)
@@ -386,10 +401,7 @@ def _slow_canonical(value: Any) -> bytes:
                 push((_RAW, b"["))
             continue
         if isinstance(item, set | frozenset):
-            # The underlying storage: an overridden __iter__ is not called.
-            stored = list(set.__iter__(item)) if isinstance(item, set) else list(frozenset.__iter__(item))
-            members = sorted(_slow_canonical(m) for m in stored)
-            emit(b'{"$set":[' + b",".join(members) + b"]}")
+            emit(_dumps(_set_form(item)))
             continue
         # Something else: let orjson try its native types first (datetime, UUID, numpy, ...).
         if not isinstance(item, bytes | bytearray | memoryview | decimal.Decimal):
@@ -406,5 +418,6 @@ def _slow_canonical(value: Any) -> bytes:
         open_ids.append(ident)
         alive.append(item)
         push((_LEAVE, None))
-        push((_VAL, _safe_tag(item)))
+        hit = forms.get(ident)
+        push((_VAL, hit[1] if hit is not None and hit[0] is item else _safe_tag(item)))
     return b"".join(out)

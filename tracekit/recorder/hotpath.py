@@ -139,7 +139,7 @@ def _hot_path(
         hash_source=hashing.hash_source,
         finish_source=hashing.finish_source,
         dumps=orjson.dumps,
-        sort_option=orjson.OPT_SORT_KEYS,
+        sort_option=hashing.DUMPS_OPTION,
         defer_limit=hashing.DEFER_LIMIT,
         max_in_flight=max_in_flight,
         current_step=CURRENT_STEP_ID,

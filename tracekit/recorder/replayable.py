@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tracekit.capture import replayable
+from tracekit.trace import replayable
 
 if TYPE_CHECKING:
     from tracekit.config import TraceConfig

@@ -183,7 +183,9 @@ class RunLifecycle(RecorderState):
         told: list[Step] = []
         if write:
             path = self._write(outcome, final=True, raise_errors=True)
-            if path is not None:
+            if path is not None and outcome != "success":
+                # Told of as what ended the run; a success's failures were recovered, or belong
+                # to concurrent work still running (OTel roots), so they stay for its trace.
                 told = [s for s in self._last_snapshot if s.status != "completed"]
         last_good.write_summary(self, outcome)
         self._after_implicit_final(told)

@@ -19,8 +19,8 @@ from typing import Any, Final
 
 import orjson
 
-from tracekit.capture import store
 from tracekit.replay.plan import make_plan
+from tracekit.trace import store
 
 __all__ = ["MAX_LITERAL_CHARS", "EmitError", "Emitted", "emit_test"]
 

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import orjson
 
-from tracekit.capture import store
 from tracekit.capture.redact import REDACTED
+from tracekit.trace import store
 
 __all__ = ["CAPTURE_ENV", "Plan", "Problem", "ReplayError", "apply_sets", "make_plan", "pick_step"]
 

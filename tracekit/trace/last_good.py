@@ -21,7 +21,6 @@ import orjson
 
 from tracekit.capture.hashing import resolve_digest
 from tracekit.trace.model import Step, rfc3339
-from tracekit.trace.semantic import parse_time
 from tracekit.trace.sink import atomic_write
 from tracekit.trace.text import esc
 
@@ -161,6 +160,8 @@ def compare(doc: dict[str, Any], good: dict[str, Any]) -> list[Difference]:
 
 
 def _when(good: dict[str, Any]) -> str:
+    from tracekit.trace.semantic import parse_time  # jsonschema loads only when a trace is read
+
     t = parse_time(good.get("finished_at"))
     return t.astimezone(_dt.UTC).strftime("%Y-%m-%d %H:%M") if t is not None else "?"
 

@@ -7,7 +7,7 @@
 - ``args_kind`` says how the captured payload is passed back: ``params`` (a mapping of parameter
   name to value, bound again by the function's signature), ``args_kwargs`` (``{args, kwargs}``,
   as the Celery adapter captures) or ``pytest`` (the step is a test, re-run by its node id).
-- ``stored`` maps a parameter to its side-store file (``tracekit.capture.store``): arrays and
+- ``stored`` maps a parameter to its side-store file (``tracekit.trace.store``): arrays and
   frames always (as ``.npy`` / ``.arrow``), JSON values when the payload is over the inline cap.
   The inline payload holds ``{"$store": "<file>"}`` in its place, so it stays readable.
 - ``not_replayable`` maps a parameter to why its captured form is not the value the callable took
@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from tracekit.capture import store
 from tracekit.capture.hashing import canonical_json
 from tracekit.capture.redact import Capture, capture_payload, is_secret_key, redact
+from tracekit.trace import store
 
 __all__ = ["ARGS_KINDS", "build", "callable_ref", "json_native"]
 
