@@ -184,6 +184,21 @@ class TestIds:
         assert doc["steps"][0]["node_id"] == "file-\\udcff.csv"
         assert "file-\\udcff.csv" in doc["steps"][0]["error"]["message"]
 
+    def test_a_payload_that_is_not_utf8_hashes_and_never_breaks_the_step(self, context: TraceContext) -> None:
+        from tracekit import hash_value
+
+        bad = os.fsdecode(b"file-\xff.csv")
+        assert hash_value({"path": bad}) == hash_value({"path": bad})
+        assert hash_value(bad) != hash_value("file-\\udcff.csv")  # not the escaped text itself
+        rec = make(context, mode="always", capture_inputs=True)
+        with rec.run():
+            e = NodeEvent(node_id="read", component_id="io", operation="run", payload={bad: bad})
+            rec.on_node_start(e)
+            rec.on_node_end(e, bad)
+        assert rec.misuse == {} and rec.last_flush_error is None
+        step = load()["steps"][0]
+        assert step["status"] == "completed" and "output_hash" in step
+
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 class TestFork:

@@ -330,9 +330,23 @@ def _safe_tag(value: Any) -> Any:
         return safe_repr_form(value)
 
 
+def _str_json(text: str) -> bytes:
+    """A string's JSON; one UTF-8 cannot carry (a lone surrogate, from ``os.fsdecode`` of
+    undecodable bytes) is ``{"$str": <its text, escaped>}``, apart from the escaped text itself."""
+    try:
+        return _dumps(text)
+    except TypeError:
+        return _dumps({"$str": text.encode("utf-8", "backslashreplace").decode("ascii", "replace")})
+
+
 def _key(key: Any) -> str:
     if isinstance(key, str):
-        return str.__str__(key)  # a subclass's __str__ is never called
+        key = str.__str__(key)  # a subclass's __str__ is never called
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return "$str:" + key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        return key
     return "$key:" + _slow_canonical(key).decode("utf-8")
 
 
@@ -358,7 +372,7 @@ def _slow_canonical(value: Any, memo: Memo | None = None) -> bytes:
             emit(_dumps(safe_repr_form(item), option=_SORT))
             continue
         if item is None or item is True or item is False or isinstance(item, str):
-            emit(_dumps(item) if not isinstance(item, str) else _dumps(str.__str__(item)))
+            emit(_dumps(item) if not isinstance(item, str) else _str_json(str.__str__(item)))
             continue
         if isinstance(item, int) and not isinstance(item, enum.Enum):
             if _INT_MIN <= item <= _INT_MAX:
