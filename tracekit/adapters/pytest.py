@@ -16,8 +16,9 @@ exception is in the chain). The run ends ``failure`` when a test's last attempt 
 failed, ``cancelled`` when interrupted. The terminal summary says where the trace went.
 
 Under pytest-xdist each worker records its own tests into its own file (``trace-gw0.json``, or
-flow id ``pytest-gw0`` in history mode); the controller records nothing and prints what each
-worker wrote (``_pytest_xdist``). The user's page is docs/adapters/pytest.md.
+flow id ``pytest-gw0`` in history mode); the controller prints what each worker wrote and
+records only tests that crashed a worker (``trace-controller.json``; see ``_pytest_xdist``).
+The user's page is docs/adapters/pytest.md.
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from tracekit.adapters._pytest_params import safe_param
-from tracekit.adapters._pytest_xdist import WORKEROUTPUT_KEY, XdistControllerSummary, summary_line
+from tracekit.adapters._pytest_items import attempt, component, payload, report_text, skip_reason, subtest
+from tracekit.adapters._pytest_xdist import (
+    CONTROLLER,
+    WORKEROUTPUT_KEY,
+    XdistControllerSummary,
+    summary_line,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from tracekit.config import TraceConfig
     from tracekit.observer import NodeEvent
     from tracekit.recorder import TraceRecorder
 
@@ -64,7 +71,6 @@ PLUGIN_NAME: Final = "tracekit-recorder"
 #: The name of the controller's summary plugin under pytest-xdist.
 CONTROLLER_PLUGIN_NAME: Final = "tracekit-xdist-summary"
 _XDIST_CONTROLLER: Final = "dsession"  # the plugin xdist registers in the controller process
-_MAX_LONGREPR: Final = 4096  # characters of a report's text kept when there is no exception
 
 
 class TestSkipped(Exception):
@@ -113,8 +119,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("tracekit", False):
         return
     if config.pluginmanager.has_plugin(_XDIST_CONTROLLER):
-        # Tests run in the workers, each recording its own; the controller says where they went.
-        config.pluginmanager.register(XdistControllerSummary(), CONTROLLER_PLUGIN_NAME)
+        # Tests run in the workers, each recording its own; the controller says where they went
+        # and records the tests that crashed a worker. A bad TRACEKIT_* fails here, once.
+        _trace_config(config, CONTROLLER)
+        summary = XdistControllerSummary(lambda: _make_recorder(config, CONTROLLER))
+        config.pluginmanager.register(summary, CONTROLLER_PLUGIN_NAME)
         return
     config.pluginmanager.register(TracekitPytestPlugin(config), PLUGIN_NAME)
 
@@ -131,12 +140,24 @@ def _worker_path(path: Path, worker: str) -> Path:
     return path.with_name(f"{path.stem}-{worker}{path.suffix}")
 
 
-def _make_recorder(config: pytest.Config) -> TraceRecorder:
+def _trace_config(config: pytest.Config, worker: str | None) -> TraceConfig:
+    """The environment's configuration, a worker's file named after it; a bad value is a usage error."""
     from tracekit.config import ConfigError, TraceConfig
+
+    try:
+        trace_config = TraceConfig.from_env()
+    except ConfigError as err:
+        raise pytest.UsageError(f"--tracekit: {err}") from None
+    if worker is not None and trace_config.dir is None:
+        trace_config = dataclasses.replace(trace_config, out=_worker_path(trace_config.out, worker))
+    return trace_config
+
+
+def _make_recorder(config: pytest.Config, worker: str | None = None) -> TraceRecorder:
     from tracekit.recorder import TraceRecorder
     from tracekit.trace.model import TraceContext
 
-    worker = _worker_id(config)
+    worker = worker or _worker_id(config)
     flow = config.getoption("tracekit_flow", None) or DEFAULT_FLOW_ID
     if worker is not None:
         flow = f"{flow}-{worker}"
@@ -146,37 +167,7 @@ def _make_recorder(config: pytest.Config) -> TraceRecorder:
         flow_version=pytest.__version__,
         runner_version=f"pytest {pytest.__version__}",
     )
-    try:
-        trace_config = TraceConfig.from_env()
-    except ConfigError as err:
-        raise pytest.UsageError(f"--tracekit: {err}") from None
-    if worker is not None and trace_config.dir is None:
-        trace_config = dataclasses.replace(trace_config, out=_worker_path(trace_config.out, worker))
-    return TraceRecorder(trace_config, context)
-
-
-def _payload(item: pytest.Item) -> dict[str, Any]:
-    callspec = getattr(item, "callspec", None)
-    params = getattr(callspec, "params", None)
-    if not isinstance(params, dict):
-        return {}
-    return {str(name): safe_param(value) for name, value in params.items()}
-
-
-def _component(item: pytest.Item) -> str:
-    module = getattr(item, "module", None)
-    name = getattr(module, "__name__", None)
-    if isinstance(name, str) and name:
-        return name
-    return item.nodeid.split("::", 1)[0]
-
-
-def _report_text(report: pytest.TestReport | pytest.CollectReport) -> str:
-    try:
-        text = report.longreprtext
-    except Exception:
-        text = ""
-    return text if len(text) <= _MAX_LONGREPR else "..." + text[-_MAX_LONGREPR:]
+    return TraceRecorder(_trace_config(config, worker), context)
 
 
 class _TestState:
@@ -274,7 +265,7 @@ class TracekitPytestPlugin:
             "runner",
             message=f"collecting {report.nodeid or 'the session'} failed",
             node_id=report.nodeid or None,
-            context={"phase": "collect", "report": _report_text(report)},
+            context={"phase": "collect", "report": report_text(report)},
         )
 
     # --- each attempt of a test is a step -----------------------------------------------------
@@ -308,10 +299,10 @@ class TracekitPytestPlugin:
 
         event = NodeEvent(
             node_id=item.nodeid,
-            component_id=_component(item),
+            component_id=component(item),
             operation=OPERATION,
-            payload=_payload(item),
-            attempt=_attempt(item),
+            payload=payload(item),
+            attempt=attempt(item),
         )
         self._current = _TestState(event)
         self.recorder.on_node_start(event)
@@ -324,7 +315,7 @@ class TracekitPytestPlugin:
         state = self._current
         if state is not None and state.event.node_id == item.nodeid:
             self._note(state, call, report)
-            if report.when == "teardown" and not _subtest(report):
+            if report.when == "teardown" and not subtest(report):
                 self._end_current()  # the attempt is over; a rerun starts a new step
         return report
 
@@ -332,18 +323,18 @@ class TracekitPytestPlugin:
         excinfo = call.excinfo
         if report.failed:
             error: BaseException = (
-                excinfo.value if excinfo is not None else _ReportedFailure(_report_text(report))
+                excinfo.value if excinfo is not None else _ReportedFailure(report_text(report))
             )
             if state.error is None:
                 state.error, state.phase = error, report.when
             else:
                 context: dict[str, str] = {"phase": str(report.when)}
-                if (sub := _subtest(report)) is not None:
+                if (sub := subtest(report)) is not None:
                     context["subtest"] = sub
                 state.later_errors.append((context, error))
         elif report.skipped and state.skipped is None:
             reason = getattr(report, "wasxfail", None)
-            text = f"xfail: {reason}" if reason is not None else _skip_reason(report)
+            text = f"xfail: {reason}" if reason is not None else skip_reason(report)
             skipped = TestSkipped(text)
             skipped.__cause__ = excinfo.value if excinfo is not None else None
             state.skipped, state.skip_phase = skipped, report.when
@@ -373,34 +364,9 @@ class TracekitPytestPlugin:
             recorder.emit_error("node", error, node_id=event.node_id, context=context)
 
 
-def _attempt(item: pytest.Item) -> int:
-    count = getattr(item, "execution_count", None)  # pytest-rerunfailures: 1, 2, ... per attempt
-    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 1
-
-
-def _subtest(report: pytest.TestReport) -> str | None:
-    """``[msg] (k=v, ...)`` of a subtest's report (pytest's ``subtests``), None for a test's own."""
-    context = getattr(report, "context", None)
-    if context is None or not hasattr(context, "kwargs"):
-        return None
-    msg = getattr(context, "msg", None)
-    kwargs = getattr(context, "kwargs", None) or {}
-    parts = [f"[{msg}]"] if msg is not None else []
-    if kwargs:
-        parts.append("(" + ", ".join(f"{k}={v!r}" for k, v in dict(kwargs).items()) + ")")
-    return " ".join(parts) or "subtest"
-
-
 def _stopped(exc: BaseException) -> BaseException:
     if isinstance(exc, pytest.exit.Exception):
         stopped = TestStopped(f"pytest.exit: {exc}")
         stopped.__cause__ = exc
         return stopped
     return exc
-
-
-def _skip_reason(report: pytest.TestReport) -> str:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2])
-    return "skipped"
