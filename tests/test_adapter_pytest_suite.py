@@ -301,9 +301,10 @@ def test_suite_failure_is_the_failed_block_of_the_final_trace(tmp_path: Path, fa
     assert "finished_at" in doc["run"]
     assert doc["run"]["pid"] == ran.pid
     assert_failures_recorded(doc, suite, {"call", "setup", "teardown"})
-    assert_show_names_it_first(show(suite.root / "trace.json"), suite)
     text = show(suite.root / "trace.json")
-    assert f"FAILED  {suite.node('test_setup_error')}" in text
+    assert_show_names_it_first(text, suite)
+    assert f"FAILED  {suite.node('test_setup_error')}   (step " in text
+    assert "phase setup" in text and "phase teardown" in text
 
     summary = [e for e in doc["errors"] if e["scope"] == "runner"]
     assert len(summary) == 1 and summary[0]["message"].startswith("3 test(s) failed: "), summary
@@ -311,7 +312,8 @@ def test_suite_failure_is_the_failed_block_of_the_final_trace(tmp_path: Path, fa
     assert teardown_events == []  # the teardown error is its test's only failure: the step's own
 
     if not failure_first:  # the last 20 steps: the ring alone holds these
-        xfail, skip, skipif = (_steps(doc, suite.node(n))[0] for n in ("test_xfail", "test_skip", "test_skipif"))
+        names = ("test_xfail", "test_skip", "test_skipif")
+        xfail, skip, skipif = (_steps(doc, suite.node(n))[0] for n in names)
         assert [xfail["status"], skip["status"], skipif["status"]] == ["cancelled"] * 3
         assert xfail["error"]["message"] == "xfail: known bug #12"
         assert "needs a GPU" in skip["error"]["message"]
@@ -344,7 +346,8 @@ def test_suite_under_xdist_each_worker_records_what_it_ran(
     suite = write_suite(tmp_path / "suite", failure_first=failure_first)
     traces = tmp_path / "traces"
     traces.mkdir()
-    where = {"TRACEKIT_TRACE_DIR": str(traces)} if history else {"TRACEKIT_TRACE_OUT": str(traces / "trace.json")}
+    where = {"TRACEKIT_TRACE_DIR": str(traces)} if history else {
+        "TRACEKIT_TRACE_OUT": str(traces / "trace.json")}
     ran = run_pytest(suite, "-n", "2", TRACEKIT_TRACE="always", **where)
     assert ran.returncode == pytest.ExitCode.TESTS_FAILED, ran.out
     assert outcomes(ran.out) == OUTCOMES, ran.out

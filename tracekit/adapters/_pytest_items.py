@@ -50,7 +50,7 @@ def attempt(item: pytest.Item) -> int:
 
 
 def subtest(report: pytest.TestReport) -> str | None:
-    """``[msg] (k=v, ...)`` of a subtest's report (pytest's ``subtests``), None for a test's own."""
+    """``[msg] (k=v, ...)`` as pytest prints a subtest (its ``subtests``); None for a test's own report."""
     context = getattr(report, "context", None)
     if context is None or not hasattr(context, "kwargs"):
         return None
@@ -58,7 +58,7 @@ def subtest(report: pytest.TestReport) -> str | None:
     kwargs = getattr(context, "kwargs", None) or {}
     parts = [f"[{msg}]"] if msg is not None else []
     if kwargs:
-        parts.append("(" + ", ".join(f"{k}={v!r}" for k, v in dict(kwargs).items()) + ")")
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in dict(kwargs).items()) + ")")
     return " ".join(parts) or "subtest"
 
 

@@ -173,7 +173,7 @@ def _make_recorder(config: pytest.Config, worker: str | None = None) -> TraceRec
 class _TestState:
     """What the phases of one attempt of a test reported, until its step ends."""
 
-    __slots__ = ("error", "event", "later_errors", "phase", "skip_phase", "skipped")
+    __slots__ = ("error", "event", "last_context", "later_errors", "phase", "skip_phase", "skipped")
 
     def __init__(self, event: NodeEvent) -> None:
         self.event = event
@@ -182,6 +182,7 @@ class _TestState:
         self.skipped: BaseException | None = None
         self.skip_phase = ""
         self.later_errors: list[tuple[dict[str, str], BaseException]] = []
+        self.last_context: dict[str, str] | None = None
 
 
 class TracekitPytestPlugin:
@@ -315,7 +316,7 @@ class TracekitPytestPlugin:
         state = self._current
         if state is not None and state.event.node_id == item.nodeid:
             self._note(state, call, report)
-            if report.when == "teardown" and not subtest(report):
+            if report.when == "teardown":
                 self._end_current()  # the attempt is over; a rerun starts a new step
         return report
 
@@ -329,15 +330,24 @@ class TracekitPytestPlugin:
                 state.error, state.phase = error, report.when
             else:
                 context: dict[str, str] = {"phase": str(report.when)}
-                if (sub := subtest(report)) is not None:
-                    context["subtest"] = sub
                 state.later_errors.append((context, error))
+                state.last_context = context  # a subtest's report says which one, when logged
         elif report.skipped and state.skipped is None:
             reason = getattr(report, "wasxfail", None)
             text = f"xfail: {reason}" if reason is not None else skip_reason(report)
             skipped = TestSkipped(text)
             skipped.__cause__ = excinfo.value if excinfo is not None else None
             state.skipped, state.skip_phase = skipped, report.when
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # pytest's subtests make a plain report first (makereport, noted above), then log it
+        # wrapped with the subtest's msg and kwargs: that is when we learn which subtest failed.
+        state = self._current
+        if state is None or state.last_context is None or report.nodeid != state.event.node_id:
+            return
+        if (sub := subtest(report)) is not None:
+            state.last_context["subtest"] = sub
+        state.last_context = None
 
     def _end_current(self) -> None:
         state, self._current = self._current, None
