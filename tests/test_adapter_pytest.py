@@ -133,6 +133,7 @@ def test_session_trace_records_each_test(pytester: pytest.Pytester) -> None:
     assert summary["scope"] == "runner"
     assert "2 test(s) failed" in summary["message"]
     assert "test_sample.py::test_fail[x0]" in summary["message"]
+    result.stdout.fnmatch_lines(["tracekit: failure trace written to *trace.json"])
 
 
 def test_teardown_failure_after_a_failed_call_keeps_both(pytester: pytest.Pytester) -> None:
@@ -182,8 +183,72 @@ def test_passing_session_in_always_mode_and_flow_option(
 
 def test_passing_session_in_on_mode_writes_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_pass=PASSING)
-    _run(pytester, "--tracekit").assert_outcomes(passed=4)
+    result = _run(pytester, "--tracekit")
+    result.assert_outcomes(passed=4)
     assert list(pytester.path.glob("*.json")) == []
+    result.stdout.fnmatch_lines(["tracekit: no trace written (no test failed; *"])
+
+
+def test_module_parameters_are_named_not_walked(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # attrs' own suite parametrizes a fixture with modules; hashing a module's namespace walked
+    # every loaded module (RSS reached 14 GB) and lost the step to a RecursionError.
+    monkeypatch.setenv("TRACEKIT_TRACE", "always")
+    pytester.makepyfile(
+        test_mods="""
+        import json, os
+        import pytest
+
+        @pytest.fixture(params=[json, os.path], ids=["json", "ospath"])
+        def mod(request):
+            return request.param
+
+        def test_mod(mod):
+            assert mod.__name__
+
+        @pytest.mark.parametrize("pair", [(json, {"k": [os]}), ("plain", {"k": [1]})])
+        def test_nested(pair):
+            pass
+        """
+    )
+    _run(pytester, "--tracekit").assert_outcomes(passed=4)
+    doc = _load(pytester.path / "trace.json")
+    assert doc["run"]["outcome"] == "success"
+    assert [(s["node_id"], s["status"], s["input_hash"]) for s in doc["steps"]] == [
+        ("test_mods.py::test_mod[json]", "completed", hash_value({"mod": {"$module": "json"}})),
+        ("test_mods.py::test_mod[ospath]", "completed", hash_value({"mod": {"$module": "posixpath"}})),
+        ("test_mods.py::test_nested[pair0]", "completed",
+         hash_value({"pair": [{"$module": "json"}, {"k": [{"$module": "os"}]}]})),
+        ("test_mods.py::test_nested[pair1]", "completed", hash_value({"pair": ("plain", {"k": [1]})})),
+    ]
+
+
+@pytest.mark.skipif(int(pytest.__version__.split(".")[0]) < 9, reason="subtests are built in from pytest 9")
+def test_subtest_failures_keep_which_subtest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_sub="""
+        def test_sub(subtests):
+            for i in range(3):
+                with subtests.test(msg="row", i=i):
+                    assert i < 1
+
+        def test_after():
+            pass
+        """
+    )
+    _run(pytester, "--tracekit")
+    doc = _load(pytester.path / "trace.json")
+    by_node = _by_node(doc)
+    assert [s["node_id"] for s in doc["steps"]] == ["test_sub.py::test_sub", "test_sub.py::test_after"]
+    step = by_node["test_sub.py::test_sub"]
+    assert step["status"] == "failed"
+    assert step["error"]["message"] == "assert 1 < 1"
+    later = [e for e in doc["errors"] if e["scope"] == "node"]
+    assert [(e["node_id"], e["message"], e["context"]) for e in later] == [
+        ("test_sub.py::test_sub", "assert 2 < 1", {"phase": "call", "subtest": "[row] (i=2)"}),
+    ]
+    assert by_node["test_sub.py::test_after"]["status"] == "completed"
 
 
 def test_without_the_option_the_plugin_is_inert(pytester: pytest.Pytester) -> None:
@@ -260,6 +325,43 @@ def test_xdist_controller_writes_nothing_whichever_plugin_loads_first(
     )
     result.assert_outcomes(passed=4)
     assert sorted(f.name for f in pytester.path.glob("trace*.json")) == ["trace-gw0.json", "trace-gw1.json"]
+
+
+def test_xdist_worker_crash_is_recorded_by_the_controller(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_crash="""
+        import os
+
+        def test_ok():
+            pass
+
+        def test_dies():
+            os._exit(3)
+        """
+    )
+    result = pytester.runpytest_subprocess(*_QUIET, "--tracekit", "-n", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    doc = _load(pytester.path / "trace-controller.json")
+    assert doc["flow"]["id"] == "pytest-controller"
+    assert doc["run"]["outcome"] == "failure"
+    (step,) = doc["steps"]
+    assert (step["node_id"], step["status"]) == ("test_crash.py::test_dies", "failed")
+    assert step["error"]["details"]["type"].endswith("WorkerCrashed")
+    assert step["error"]["message"].endswith("crashed while running 'test_crash.py::test_dies'")
+    result.stdout.fnmatch_lines([
+        "tracekit: gw* went down before its session finished (*",
+        "tracekit: controller failure trace written to trace-controller.json (1 crashed test(s))",
+    ])
+
+
+def test_invalid_environment_under_xdist_is_one_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEKIT_TRACE_BUFFER", "zero")
+    pytester.makepyfile(test_pass=PASSING)
+    result = pytester.runpytest_subprocess(*_QUIET, "--tracekit", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--tracekit: TRACEKIT_TRACE_BUFFER='zero'*"])
 
 
 @pytest.mark.parametrize(

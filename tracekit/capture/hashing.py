@@ -341,12 +341,12 @@ def _str_json(text: str) -> bytes:
 
 def _key(key: Any) -> str:
     if isinstance(key, str):
-        key = str.__str__(key)  # a subclass's __str__ is never called
+        text: str = str.__str__(key)  # a subclass's __str__ is never called
         try:
-            key.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            return "$str:" + key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
-        return key
+            return "$str:" + text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        return text
     return "$key:" + _slow_canonical(key).decode("utf-8")
 
 
