@@ -160,7 +160,27 @@ def _list_form(value: Any) -> list[Any]:
     return list(value)
 
 
+def _module_form(value: types.ModuleType) -> dict[str, str]:
+    # By name: a module's namespace is the whole program (walking it is slow and unbounded).
+    return {"$module": str(getattr(value, "__name__", "?"))}
+
+
+def _code_form(value: Any) -> dict[str, str]:
+    """Functions, methods and classes: by where they are defined, as replay names callables."""
+    module = getattr(value, "__module__", None) or "?"
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None) or "?"
+    return {"$callable": f"{module}:{name}"}
+
+
 _BUILTIN: Final[dict[type, Rule]] = {
+    types.ModuleType: _module_form,
+    types.FunctionType: _code_form,
+    types.BuiltinFunctionType: _code_form,
+    types.MethodType: _code_form,
+    types.BuiltinMethodType: _code_form,
+    functools.partial: lambda p: {"$partial": _code_form(p.func), "args": list(p.args),
+                                  "kwargs": dict(p.keywords)},
+    type: _code_form,
     bytes: bytes_form,
     bytearray: bytes_form,
     memoryview: bytes_form,

@@ -347,7 +347,20 @@ def _key(key: Any) -> str:
         except UnicodeEncodeError:
             return "$str:" + text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
         return text
-    return "$key:" + _slow_canonical(key).decode("utf-8")
+    # A key's form may hold dicts with keys of their own: bounded, as values are by the stack.
+    depth = getattr(_key_depth, "n", 0)
+    if depth >= MAX_KEY_DEPTH:
+        return f"$key:$deep:{type(key).__module__}.{type(key).__qualname__}"
+    _key_depth.n = depth + 1
+    try:
+        return "$key:" + _slow_canonical(key).decode("utf-8")
+    finally:
+        _key_depth.n = depth
+
+
+#: Non-string keys inside non-string keys followed before the rest is named by type only.
+MAX_KEY_DEPTH: Final = 16
+_key_depth = threading.local()
 
 
 def _slow_canonical(value: Any, memo: Memo | None = None) -> bytes:
