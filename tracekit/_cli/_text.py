@@ -1,0 +1,181 @@
+"""Text from a trace made safe and sized for a terminal: escaped, capped, fitted to the width.
+
+A trace is a file people send each other, so every string in it is hostile until shown
+otherwise: an ESC sequence retitles the terminal or clears the screen, a bare CR overwrites
+what came before, a bidi override (U+202E) shows text in another order than it is. Every string
+a command prints from a trace goes through :func:`safe` (one line) or :func:`safe_lines` (text
+that has lines of its own), which escape those characters as ``\\x1b``, ``\\r``, ``\\u202e``;
+``--json`` output needs none of this (JSON escapes control characters, and it is read by tools).
+
+Widths are counted in terminal cells: East Asian wide and fullwidth characters take two; every
+other character is counted as one (combining marks too: that over-counts, never under-counts),
+so a fitted line is never wider than the terminal, however it is measured.
+
+Threading contract: pure functions; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+from collections.abc import Iterator
+from typing import Final
+
+__all__ = [
+    "ELLIPSIS",
+    "MAX_FIELD_CHARS",
+    "cap",
+    "cells",
+    "fit",
+    "layout_width",
+    "prefix",
+    "safe",
+    "safe_lines",
+    "terminal_width",
+    "wrap",
+]
+
+#: Every field printed from a trace is cut to this many characters ("... [N more characters]").
+MAX_FIELD_CHARS: Final = 2000
+#: What a cut cell ends with.
+ELLIPSIS: Final = "…"
+#: Narrower than this, layouts stop making sense; lines are still cut to the real width.
+_MIN_LAYOUT: Final = 20
+
+# C0 and C1 controls and DEL (category Cc), every format character (Cf: the bidi embeddings,
+# overrides and isolates, zero-width characters, the BOM, tags), and the line and paragraph
+# separators (Zl, Zp). tests/test_cli_terminal.py checks this class against unicodedata.
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def cap(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def safe(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """One line of trace text for a terminal: capped first, then every unsafe character escaped.
+
+    Newlines and tabs are escaped too: a node id or a message is one line in a table.
+    """
+    return _UNSAFE.sub(_escape, cap(text, limit))
+
+
+def safe_lines(text: str, limit: int = MAX_FIELD_CHARS) -> list[str]:
+    """Multi-line trace text (a traceback, a ``trace_format()``) as escaped lines.
+
+    Only ``\\n`` (and ``\\r\\n``) ends a line; a bare CR, which would overwrite the line, is escaped.
+    """
+    capped = cap(text, limit)
+    return [safe(line.removesuffix("\r"), len(line)) for line in capped.split("\n")]
+
+
+def _char_cells(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def cells(text: str) -> int:
+    """Terminal cells ``text`` takes (see the module docstring for how they are counted)."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_cells(ch) for ch in text)
+
+
+def prefix(text: str, width: int) -> str:
+    """The longest start of ``text`` that fits in ``width`` cells."""
+    if text.isascii():
+        return text[:max(width, 0)]
+    used = 0
+    for n, ch in enumerate(text):
+        used += _char_cells(ch)
+        if used > width:
+            return text[:n]
+    return text
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells, ending with an ellipsis when anything was cut."""
+    if cells(text) <= width:
+        return text
+    if width <= 0:
+        return ""
+    return prefix(text, width - 1) + ELLIPSIS
+
+
+def _chunks(word: str, width: int) -> Iterator[str]:
+    """A word too long for a line, broken into pieces of at most ``width`` cells."""
+    piece: list[str] = []
+    used = 0
+    for ch in word:
+        w = _char_cells(ch)
+        if piece and used + w > width:
+            yield "".join(piece)
+            piece, used = [], 0
+        piece.append(ch)
+        used += w
+    if piece:
+        yield "".join(piece)
+
+
+def wrap(text: str, width: int, indent: str = "", first_indent: str | None = None) -> list[str]:
+    """``text`` wrapped at spaces to ``width`` cells; words longer than a line are broken.
+
+    ``first_indent`` starts the first line (default ``indent``); later lines start with ``indent``.
+    Unlike :mod:`textwrap` this counts cells, not characters, and never returns a wider line.
+    """
+    lead = indent if first_indent is None else first_indent
+    lines: list[str] = []
+    line, used = lead, cells(lead)
+    fresh = True  # nothing but the indent on this line yet
+    for word in text.split(" "):
+        if not word:
+            continue
+        w = cells(word)
+        room = width - used - (0 if fresh else 1)
+        if w <= room:
+            line += word if fresh else " " + word
+            used += w + (0 if fresh else 1)
+            fresh = False
+            continue
+        if not fresh:
+            lines.append(line)
+            line, used, fresh = indent, cells(indent), True
+        avail = max(width - used, 1)
+        if w <= avail:
+            line, used, fresh = line + word, used + w, False
+            continue
+        for piece in _chunks(word, avail):
+            if not fresh:
+                lines.append(line)
+                line, used = indent, cells(indent)
+            line, used, fresh = line + piece, used + cells(piece), False
+    lines.append(line)
+    return [fit(ln, width) for ln in lines]
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``COLUMNS`` first, as :func:`shutil.get_terminal_size` reads it)."""
+    columns = shutil.get_terminal_size((80, 24)).columns
+    return columns if columns > 0 else 80
+
+
+def layout_width(width: int) -> int:
+    """The width a layout plans for: the terminal's, but never absurdly small."""
+    return max(width, _MIN_LAYOUT)
