@@ -134,34 +134,37 @@ def _chunks(word: str, width: int) -> Iterator[str]:
         yield "".join(piece)
 
 
+_TOKENS: Final = re.compile(r" +|[^ ]+")
+
+
 def wrap(text: str, width: int, indent: str = "", first_indent: str | None = None) -> list[str]:
     """``text`` wrapped at spaces to ``width`` cells; words longer than a line are broken.
 
     ``first_indent`` starts the first line (default ``indent``); later lines start with ``indent``.
-    Unlike :mod:`textwrap` this counts cells, not characters, and never returns a wider line.
+    Runs of spaces inside a line are kept (``a  b`` stays two spaces apart); a run where the line
+    breaks is dropped. Unlike :mod:`textwrap` this counts cells, not characters, and never
+    returns a line wider than ``width``.
     """
     lead = indent if first_indent is None else first_indent
     lines: list[str] = []
     line, used = lead, cells(lead)
     fresh = True  # nothing but the indent on this line yet
-    for word in text.split(" "):
-        if not word:
+    gap = ""
+    for token in _TOKENS.findall(text):
+        if token[0] == " ":
+            gap = token
             continue
-        w = cells(word)
-        room = width - used - (0 if fresh else 1)
-        if w <= room:
-            line += word if fresh else " " + word
-            used += w + (0 if fresh else 1)
-            fresh = False
+        w = cells(token)
+        sep = "" if fresh else gap
+        gap = ""
+        if used + len(sep) + w <= width:
+            line, used, fresh = line + sep + token, used + len(sep) + w, False
             continue
         if not fresh:
             lines.append(line)
             line, used, fresh = indent, cells(indent), True
         avail = max(width - used, 1)
-        if w <= avail:
-            line, used, fresh = line + word, used + w, False
-            continue
-        for piece in _chunks(word, avail):
+        for piece in _chunks(token, avail):
             if not fresh:
                 lines.append(line)
                 line, used = indent, cells(indent)
