@@ -169,7 +169,7 @@ def _hints(block: Block, hints: list[str], width: int) -> list[str]:
         return _field("hints", "as above", width)
     lines = [style(_IN + "hints", "cyan", bold=True)]
     for h in new:
-        lines += prose(f"- {safe(h)}", width, indent=_IN * 3, first=_IN * 2)
+        lines += prose(f"- {safe(h, MAX_MESSAGE_CHARS)}", width, indent=_IN * 3, first=_IN * 2)
     block.hints.update(new)
     return lines
 

@@ -54,8 +54,14 @@ _UNSAFE: Final = re.compile(
 )
 
 
+_SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    ch = match.group()
+    if ch in _SHORT:
+        return _SHORT[ch]
+    code = ord(ch)
     if code < 0x100:
         return f"\\x{code:02x}"
     if code < 0x10000:
@@ -119,15 +125,16 @@ def fit(text: str, width: int) -> str:
     return prefix(text, width - 1) + ELLIPSIS
 
 
-def _chunks(word: str, width: int) -> Iterator[str]:
-    """A word too long for a line, broken into pieces of at most ``width`` cells."""
+def _chunks(word: str, first: int, rest: int) -> Iterator[str]:
+    """A word too long for a line, broken into pieces: ``first`` cells, then ``rest`` each."""
     piece: list[str] = []
     used = 0
+    room = max(first, 1)
     for ch in word:
         w = _char_cells(ch)
-        if piece and used + w > width:
+        if piece and used + w > room:
             yield "".join(piece)
-            piece, used = [], 0
+            piece, used, room = [], 0, max(rest, 1)
         piece.append(ch)
         used += w
     if piece:
@@ -160,12 +167,13 @@ def wrap(text: str, width: int, indent: str = "", first_indent: str | None = Non
         if used + len(sep) + w <= width:
             line, used, fresh = line + sep + token, used + len(sep) + w, False
             continue
-        if not fresh:
-            lines.append(line)
+        if not fresh and w <= width - cells(indent):
+            lines.append(line)  # the word fits on a line of its own: start one
             line, used, fresh = indent, cells(indent), True
-        avail = max(width - used, 1)
-        for piece in _chunks(token, avail):
-            if not fresh:
+        elif not fresh:
+            line, used = line + sep, used + len(sep)  # longer than any line: break it from here
+        for n, piece in enumerate(_chunks(token, width - used, width - cells(indent))):
+            if n:
                 lines.append(line)
                 line, used = indent, cells(indent)
             line, used, fresh = line + piece, used + cells(piece), False
