@@ -270,7 +270,14 @@ def _failures(doc: dict[str, Any], ending: dict[str, Any] | None, width: int) ->
 def render(doc: dict[str, Any], problems: int = 0, *, width: int | None = None) -> list[str]:
     """The text of ``show`` for one loaded trace, every line at most ``width`` cells wide."""
     width = terminal_width() if width is None else max(width, 1)
-    data = summary(doc, problems)
+    raw_errors = doc.get("errors")
+    data = {  # the parts of summary() the text needs; summary() itself copies every step
+        "run": obj(doc, "run"),
+        "errors": [e for e in raw_errors if isinstance(e, dict)] if isinstance(raw_errors, list) else [],
+        "errors_dropped": doc.get("errors_dropped"),
+        "failures": any(st.get("status") == "failed" for st in steps(doc)),
+        "in_flight": any(st.get("status") == "in_flight" for st in steps(doc)),
+    }
     ending = ending_failure(doc)
     lines = _header(doc, problems, width)
     first, rest, shown = _failures(doc, ending, width)
