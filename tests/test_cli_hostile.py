@@ -116,8 +116,9 @@ def newer(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("args", [
-    ["validate", "{}"], ["show", "{}"], ["show", "--json", "{}"], ["diff", "{}", "{ok}"], ["diff", "{ok}", "{}"],
-    ["ls", "{dir}"], ["ls", "--json", "{dir}"], ["export", "-f", "chrome", "{}"], ["export", "-f", "otlp", "{}"],
+    ["validate", "{}"], ["show", "{}"], ["show", "--json", "{}"], ["diff", "{}", "{ok}"],
+    ["diff", "{ok}", "{}"], ["ls", "{dir}"], ["ls", "--json", "{dir}"], ["export", "-f", "chrome", "{}"],
+    ["export", "-f", "otlp", "{}"],
     ["report", "{}", "-o", "-"],
 ], ids=lambda a: "-".join(x for x in a if not x.startswith("{")))
 def test_a_newer_trace_is_refused_alike_by_every_command(newer: Path, args: list[str]) -> None:
@@ -173,7 +174,9 @@ def test_duplicate_keys_are_rejected_naming_the_key_and_its_path(tmp_path: Path)
     deep = text.replace('"code": "node_error",', '"code": "node_error", "code": "x",', 1)
     (tmp_path / "deep.json").write_text(deep)
     result = invoke("validate", str(tmp_path / "deep.json"))
-    assert "/steps/2/error/code: the key 'code' appears twice in the object at /steps/2/error" in result.stdout
+    assert "/steps/2/error/code: the key 'code' appears twice in the object at /steps/2/error" in (
+        result.stdout
+    )
 
 
 # --- hostile sizes and depths --------------------------------------------------------------------
@@ -223,7 +226,8 @@ def _hostile_files(tmp_path: Path) -> dict[str, Path]:
     near = _empty_steps(0)
     near["steps"] = [{"node_id": str(i)} for i in range(300_000)]  # ~900k values: under the bound
     return {
-        "empty_objects": _write_repeated(tmp_path / "objects.json", base[:at], b"{}", (49 * MB) // 3, base[at:]),
+        "empty_objects": _write_repeated(tmp_path / "objects.json", base[:at], b"{}", (49 * MB) // 3,
+                                         base[at:]),
         "short_strings": _write_repeated(tmp_path / "strings.json", text[:hint], b'"ab"', (49 * MB) // 5,
                                          b'"end"' + text[hint + 4:]),
         "one_long_string": _write_repeated(tmp_path / "long.json", text[:hint] + b'"', b"x" * 450,

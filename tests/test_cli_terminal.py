@@ -33,7 +33,8 @@ def test_no_line_is_wider_than_the_terminal_on_any_fixture(tmp_path: Path, colum
     demo = invoke("show", str(FIXTURES / "failure_on.json"), env={"COLUMNS": str(columns)}, color=True).stdout
     assert "\x1b[" in demo  # styled lines fit too: escape codes are not counted, text is
     _demo(tmp_path, columns)  # the trace the demo shows
-    for line in invoke("show", str(tmp_path / "demo.json"), env={"COLUMNS": str(columns)}).stdout.splitlines():
+    shown = invoke("show", str(tmp_path / "demo.json"), env={"COLUMNS": str(columns)}).stdout
+    for line in shown.splitlines():
         assert cells(line) <= columns, line
 
 

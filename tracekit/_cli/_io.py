@@ -21,7 +21,7 @@ import click
 import orjson
 
 from tracekit._cli._strict_json import MAX_TRACE_VALUES, count_values, duplicate_key
-from tracekit.semantic import newer_version, newer_version_message
+from tracekit.check import newer_version, newer_version_message
 
 __all__ = [
     "EXIT_INVALID",
@@ -149,8 +149,9 @@ def load_trace(path: Path) -> dict[str, Any]:
         raise TraceLoadError(path, reason)
     values = count_values(data)
     if values > MAX_TRACE_VALUES:
-        raise TraceLoadError(path, f"holds about {values:,} JSON values; allowed: at most {MAX_TRACE_VALUES:,} "
-                             "(a trace is the last N steps, not a data dump)", rule="size")
+        raise TraceLoadError(path, f"holds about {values:,} JSON values; allowed: at most "
+                             f"{MAX_TRACE_VALUES:,} (a trace is the last N steps, not a data dump)",
+                             rule="size")
     repeated = duplicate_key(data)
     if repeated is not None:
         at, key = repeated

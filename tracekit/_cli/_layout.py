@@ -174,8 +174,7 @@ def _hints(block: Block, hints: list[str], width: int) -> list[str]:
     return lines
 
 
-def failure_block(block: Block, step: dict[str, Any], *, ending: bool, recovered: bool,
-                  run: dict[str, Any]) -> list[str]:
+def failure_block(block: Block, step: dict[str, Any], *, ending: bool, recovered: bool) -> list[str]:
     """A failed (or failed-in-flight, or cancelled) step: what it raised, why, what to try, its input.
 
     A step whose error is already part of a chain printed above (a child whose failure its
@@ -195,12 +194,13 @@ def failure_block(block: Block, step: dict[str, Any], *, ending: bool, recovered
     if error:
         lines += _field("error", _error_text(kind, message), width)
         lines += _field("code", safe(s(error.get("code")), 200), width)
-    chain = [c for c in details.get("chain", []) if isinstance(c, dict)] if isinstance(details.get("chain"), list) \
-        else []
+    raw_chain = details.get("chain")
+    chain = [c for c in raw_chain if isinstance(c, dict)] if isinstance(raw_chain, list) else []
     for link in chain:
         block.errors.setdefault((s(link.get("type"), "?"), s(link.get("message"), "")), node)
     block.errors.setdefault((kind, message), node)
-    lone = len(chain) == 1 and (s(chain[0].get("type"), "?"), s(chain[0].get("message"), "")) == (kind, message)
+    lone = len(chain) == 1 and (s(chain[0].get("type"), "?"), s(chain[0].get("message"), "")) == (
+        kind, message)
     if chain and not (lone and not isinstance(chain[0].get("exceptions"), list)):
         lines += _chain_lines(chain, width)
     trace = details.get("trace")

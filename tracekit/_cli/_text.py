@@ -28,7 +28,6 @@ __all__ = [
     "cap",
     "cells",
     "fit",
-    "layout_width",
     "prefix",
     "safe",
     "safe_lines",
@@ -40,8 +39,6 @@ __all__ = [
 MAX_FIELD_CHARS: Final = 2000
 #: What a cut cell ends with.
 ELLIPSIS: Final = "…"
-#: Narrower than this, layouts stop making sense; lines are still cut to the real width.
-_MIN_LAYOUT: Final = 20
 
 # C0 and C1 controls and DEL (category Cc), every format character (Cf: the bidi embeddings,
 # overrides and isolates, zero-width characters, the BOM, tags), and the line and paragraph
@@ -186,7 +183,3 @@ def terminal_width() -> int:
     columns = shutil.get_terminal_size((80, 24)).columns
     return columns if columns > 0 else 80
 
-
-def layout_width(width: int) -> int:
-    """The width a layout plans for: the terminal's, but never absurdly small."""
-    return max(width, _MIN_LAYOUT)

@@ -170,7 +170,8 @@ def ending_failure(doc: dict[str, Any]) -> dict[str, Any] | None:
         return items[max(candidates, key=lambda i: _end_key(items[i], i))]
 
     failed = [i for i, st in enumerate(items) if st.get("status") == "failed" and i not in recovered]
-    flying = [i for i, st in enumerate(items) if st.get("status") == "in_flight" and isinstance(st.get("error"), dict)]
+    flying = [i for i, st in enumerate(items)
+              if st.get("status") == "in_flight" and isinstance(st.get("error"), dict)]
     cancelled = [i for i, st in enumerate(items) if st.get("status") == "cancelled"]
     for pool in (failed, flying, cancelled):
         found = outermost(pool)

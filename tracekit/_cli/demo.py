@@ -20,10 +20,10 @@ from tracekit._cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, lo
 from tracekit._cli._style import echo, style
 from tracekit._cli._text import safe
 from tracekit._cli.show import render
+from tracekit.check import check_trace
 from tracekit.config import ENV_CAPTURE_INPUTS, ConfigError
 from tracekit.model import TraceContext
 from tracekit.recorder import TraceRecorder
-from tracekit.semantic import check_trace
 
 __all__ = ["DemoError", "demo", "run_demo"]
 

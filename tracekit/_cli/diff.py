@@ -30,7 +30,7 @@ from tracekit._cli._io import (
 from tracekit._cli._style import echo, style
 from tracekit._cli._text import safe
 from tracekit._cli._trace import obj, s, steps_tree
-from tracekit.semantic import check_trace
+from tracekit.check import check_trace
 
 __all__ = ["StepDiff", "align", "compare", "diff"]
 
@@ -174,8 +174,10 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
         click.echo(dump_json(report))
     else:
         if flows[0] != flows[1]:
-            echo(style(safe(f"note: different flows: A is {s(flows[0].get('id'))} v{s(flows[0].get('version'))}, "
-                            f"B is {s(flows[1].get('id'))} v{s(flows[1].get('version'))}"), "yellow"))
+            (fa, fb) = flows
+            note = (f"note: different flows: A is {s(fa.get('id'))} v{s(fa.get('version'))}, "
+                    f"B is {s(fb.get('id'))} v{s(fb.get('version'))}")
+            echo(style(safe(note), "yellow"))
         if first is None:
             echo(style(f"same: {counts['same']} step(s) match in input, output, status and error", "green"))
         else:

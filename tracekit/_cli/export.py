@@ -15,8 +15,8 @@ import orjson
 
 from tracekit._cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, load_trace, problem_line
 from tracekit._cli._text import safe
+from tracekit.check import check_trace
 from tracekit.export import FORMATS, ExportError
-from tracekit.semantic import check_trace
 from tracekit.sink import atomic_write
 
 __all__ = ["STDOUT", "convert", "export", "read_valid_trace", "write_output"]

@@ -23,7 +23,7 @@ from tracekit._cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, dump_jso
 from tracekit._cli._style import STATUS_COLORS, Column, echo, table
 from tracekit._cli._text import safe, terminal_width
 from tracekit._cli._trace import failing_node, obj, run_started, s
-from tracekit.semantic import check_trace
+from tracekit.check import check_trace
 from tracekit.sink import HISTORY_NAME
 
 __all__ = ["Entry", "list_history", "ls", "scan"]
@@ -151,7 +151,8 @@ def ls(directory: Path, latest: bool, flow: str | None, outcome: str | None, as_
     newer = _refuse_newer(entries)
     if skipped:
         names = ", ".join(p.name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        echo(safe(f"{directory}: skipped {len(skipped)} *.json file(s) that are not traces: {names}"), err=True)
+        skip = f"{directory}: skipped {len(skipped)} *.json file(s) that are not traces: {names}"
+        echo(safe(skip), err=True)
     if flow is not None:
         entries = [e for e in entries if e.flow == flow]
     if outcome is not None:
@@ -167,7 +168,8 @@ def ls(directory: Path, latest: bool, flow: str | None, outcome: str | None, as_
         raise click.exceptions.Exit(EXIT_INVALID if newer else 0)
     if not entries:
         if skipped and not (flow or outcome):
-            fail(f"{safe(str(directory))}: no traces here (none of its *.json files is a trace)", EXIT_INVALID)
+            fail(f"{safe(str(directory))}: no traces here (none of its *.json files is a trace)",
+                 EXIT_INVALID)
         echo(f"{safe(str(directory))}: no history files" + (" match" if flow or outcome else ""), err=True)
         return
     rows: list[list[str]] = []

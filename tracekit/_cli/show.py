@@ -24,7 +24,8 @@ from tracekit._cli._layout import Block, failure_block, issue_lines, labelled, p
 from tracekit._cli._style import STATUS_COLORS, Column, Span, echo, fmt_duration, paint, short_hash, table
 from tracekit._cli._text import safe, terminal_width
 from tracekit._cli._trace import ending_failure, failing_steps, obj, recovered_steps, s, steps, steps_tree
-from tracekit.semantic import check_trace, parse_time
+from tracekit.check import check_trace
+from tracekit.semantic import parse_time
 
 __all__ = ["render", "show", "summary"]
 
@@ -118,8 +119,10 @@ def _header(doc: dict[str, Any], problems: int, width: int) -> list[str]:
         lines += prose(f"note: this trace breaks {problems} rule(s) of the schema; run `tracekit validate` "
                        "for details", width, color="yellow")
     digest = f" ({safe(pack['resolved_digest'])})" if isinstance(pack.get("resolved_digest"), str) else ""
-    lines += labelled("flow", [[Span(f"{safe(s(flow.get('id')))} v{safe(s(flow.get('version')))}")],
-                               [Span("pack", bold=True), Span(f" {safe(s(pack.get('pack_ref')))}{digest}")]], width)
+    lines += labelled("flow", [
+        [Span(f"{safe(s(flow.get('id')))} v{safe(s(flow.get('version')))}")],
+        [Span("pack", bold=True), Span(f" {safe(s(pack.get('pack_ref')))}{digest}")],
+    ], width)
     verdict = Span(safe(outcome.upper()), STATUS_COLORS.get(outcome), bold=True)
     lines += labelled("run", [[verdict], [Span(safe(s(run.get("id"))))]], width)
     times = [[Span(f"started {safe(s(run.get('started_at')))}")]]
@@ -135,7 +138,8 @@ def _header(doc: dict[str, Any], problems: int, width: int) -> list[str]:
     if rec:
         where.append([Span(f"recorder {safe(s(rec.get('name')))} {safe(s(rec.get('version')))}")])
     if buf:
-        where.append([Span(f"buffer {safe(s(buf.get('capacity')))} (dropped {safe(s(buf.get('dropped'), '0'))})")])
+        capacity, dropped = safe(s(buf.get("capacity"))), safe(s(buf.get("dropped"), "0"))
+        where.append([Span(f"buffer {capacity} (dropped {dropped})")])
     lines += labelled("where", where, width)
     return lines
 
@@ -193,7 +197,10 @@ def _errors_lines(data: dict[str, Any], width: int) -> list[str]:
     for e in errors[:MAX_ERRORS_SHOWN]:
         scope = s(e.get("scope"))
         node = safe(e["node_id"]) if isinstance(e.get("node_id"), str) else None
-        where = safe(scope) if node is None else (f"node {node}" if scope == "node" else f"{safe(scope)}, node {node}")
+        if node is None:
+            where = safe(scope)
+        else:  # "node load", not "node node load"
+            where = f"node {node}" if scope == "node" else f"{safe(scope)}, node {node}"
         text = f"{safe(s(e.get('time')))}  {where}  {safe(s(e.get('code')))}: {safe(s(e.get('message'), ''))}"
         lines += prose(text, width, indent=_INDENT * 3, first=_INDENT)
     more = len(errors) - MAX_ERRORS_SHOWN
@@ -245,25 +252,28 @@ def _in_flight_lines(doc: dict[str, Any], skip: set[int], width: int) -> list[st
     return lines
 
 
-def _failures(doc: dict[str, Any], ending: dict[str, Any] | None, width: int) -> tuple[list[str], list[str], set[int]]:
+def _failures(
+    doc: dict[str, Any], ending: dict[str, Any] | None, width: int
+) -> tuple[list[str], list[str], set[int]]:
     """(the ending failure's lines, the other failures' lines, ids of steps detailed)."""
     block = Block(width)
     items = steps(doc)
     recovered = {id(items[i]) for i in recovered_steps(doc)}
     first: list[str] = []
     if ending is not None:
-        first = failure_block(block, ending, ending=True, recovered=False, run=obj(doc, "run"))
+        first = failure_block(block, ending, ending=True, recovered=False)
     shown = {id(ending)} if ending is not None else set()
     others = [st for st in failing_steps(doc) if id(st) not in shown]
     # The ending failure's own failed descendants first (its causes), then the rest.
     rest: list[str] = []
     budget = MAX_FAILURES_SHOWN - (1 if ending is not None and ending.get("status") == "failed" else 0)
     for st in others[:max(budget, 0)]:
-        rest += ["", *failure_block(block, st, ending=False, recovered=id(st) in recovered, run=obj(doc, "run"))]
+        rest += ["", *failure_block(block, st, ending=False, recovered=id(st) in recovered)]
         shown.add(id(st))
     hidden = len(others) - max(budget, 0)
     if hidden > 0:
-        rest += ["", *prose(f"... and {hidden} more failed step(s); `tracekit show --json` lists them all", width)]
+        more = f"... and {hidden} more failed step(s); `tracekit show --json` lists them all"
+        rest += ["", *prose(more, width)]
     return first, rest, shown
 
 
@@ -271,7 +281,7 @@ def render(doc: dict[str, Any], problems: int = 0, *, width: int | None = None) 
     """The text of ``show`` for one loaded trace, every line at most ``width`` cells wide."""
     width = terminal_width() if width is None else max(width, 1)
     raw_errors = doc.get("errors")
-    data = {  # the parts of summary() the text needs; summary() itself copies every step
+    data: dict[str, Any] = {  # the parts of summary() the text needs; summary() copies every step
         "run": obj(doc, "run"),
         "errors": [e for e in raw_errors if isinstance(e, dict)] if isinstance(raw_errors, list) else [],
         "errors_dropped": doc.get("errors_dropped"),

@@ -14,8 +14,8 @@ import click
 from tracekit._cli._io import TraceLoadError, dump_json, exit_for, load_trace, problem_line
 from tracekit._cli._style import echo, style
 from tracekit._cli._text import safe
+from tracekit.check import MAX_COUNTED, check_trace
 from tracekit.schema import SchemaProblem
-from tracekit.semantic import MAX_COUNTED, check_trace
 
 __all__ = ["FileReport", "collect_paths", "validate", "validate_file"]
 

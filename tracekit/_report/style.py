@@ -27,7 +27,8 @@ dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; word-break: break-al
 .timeline { background: #fff; border: 1px solid var(--line); padding: 8px 0; }
 .axis, .row { display: grid; grid-template-columns: 300px 1fr; align-items: center; }
 .axis .track { height: 18px; border-bottom: 1px solid var(--line); }
-.tick { position: absolute; top: 0; font-size: 11px; white-space: nowrap; color: var(--muted); transform: translateX(-50%); }
+.tick { position: absolute; top: 0; font-size: 11px; white-space: nowrap; color: var(--muted);
+        transform: translateX(-50%); }
 .tick:first-child { transform: none; } .tick.end { transform: translateX(-100%); font-weight: 600; }
 .row { min-height: 22px; border-bottom: 1px solid #f0f0f0; }
 .row.failing { background: var(--bg-fail); outline: 2px solid var(--fail); outline-offset: -2px; }
@@ -39,7 +40,8 @@ dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; word-break: break-al
                     border-right: 3px dashed #000; }
 .bar.never-ran { background: transparent; border: 1px dashed var(--fail); min-width: 8px; }
 .sev-error { background: var(--fail); } .sev-warning { background: var(--flight); color: #000; }
-.sev-info { background: #607d8b; } tr.issue-warning td { background: #fffbeb; } tr.issue-error td { background: var(--bg-fail); }
+.sev-info { background: #607d8b; } tr.issue-warning td { background: #fffbeb; }
+tr.issue-error td { background: var(--bg-fail); }
 ul.issues { margin: 4px 0; } ul.issues .badge { font-size: 11px; }
 .flag { font-size: 11px; color: var(--muted); margin-left: 6px; }
 .flag.failed { color: var(--fail); font-weight: 600; } .flag.in_flight { color: #8d6e00; font-weight: 600; }

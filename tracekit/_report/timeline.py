@@ -26,7 +26,8 @@ def step_anchor(span: StepSpan) -> str:
 
 def never_ran(step: Mapping[str, Any]) -> bool:
     """A step rejected by validation before it started (the recorder's phase ``validation``)."""
-    return step.get("status") == "failed" and section(section(step, "error"), "details").get("phase") == "validation"
+    details = section(section(step, "error"), "details")
+    return step.get("status") == "failed" and details.get("phase") == "validation"
 
 
 def axis_ticks(total: int) -> list[tuple[float, int, bool]]:
