@@ -162,9 +162,12 @@ def ending_failure(doc: dict[str, Any]) -> dict[str, Any] | None:
 
     def outermost(pool: list[int]) -> dict[str, Any] | None:
         chosen = set(pool)
-        roots = [i for i in pool if by_id.get(items[i].get("parent_step_id"), -1) not in chosen
-                 or by_id.get(items[i].get("parent_step_id")) == i]
-        candidates = roots or pool
+
+        def is_root(i: int) -> bool:  # its parent is not in the pool (or it is its own parent)
+            parent = by_id.get(items[i].get("parent_step_id"))
+            return parent not in chosen or parent == i
+
+        candidates = [i for i in pool if is_root(i)] or pool
         if not candidates:
             return None
         return items[max(candidates, key=lambda i: _end_key(items[i], i))]
