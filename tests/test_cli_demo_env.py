@@ -13,8 +13,8 @@ from _cli_support import invoke, load, run_exe
 
 from tracekit._native import built
 from tracekit.cli import cli
+from tracekit.trace.check import validate_trace
 from tracekit.trace.schema import schema_path
-from tracekit.trace.semantic import validate_trace
 
 
 def test_demo_writes_a_valid_failing_trace_and_shows_it(tmp_path: Path) -> None:

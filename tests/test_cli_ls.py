@@ -44,9 +44,12 @@ def _history(tmp_path: Path) -> tuple[Path, list[Path]]:
     return d, files
 
 
+WIDE = {"COLUMNS": "200"}  # these tests read every column; fitting narrow terminals is tested apart
+
+
 def test_ordered_by_started_at_with_flow_outcome_and_failing_node(tmp_path: Path) -> None:
     d, (failed, hourly, nightly_ok) = _history(tmp_path)
-    result = invoke("ls", str(d))
+    result = invoke("ls", str(d), env=WIDE)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["file", "started_at", "flow", "outcome", "failing", "node"]
@@ -78,8 +81,8 @@ def test_broken_files_are_listed_not_fatal(tmp_path: Path) -> None:
     doc = load(files[0])
     doc["steps"][0]["attempt"] = 0
     write_json(d / "20260101-000001-invalid.json", doc)
-    (d / "notes.json").write_text("{}")  # not a history name: not listed
-    result = invoke("ls", str(d))
+    (d / "notes.json").write_text("{}")  # not a history name and not a trace: not listed
+    result = invoke("ls", str(d), env=WIDE)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 1 + 5
@@ -88,6 +91,7 @@ def test_broken_files_are_listed_not_fatal(tmp_path: Path) -> None:
     invalid = next(ln for ln in lines if "invalid.json" in ln)
     assert "invalid: /steps/0/attempt: 0 is less than the minimum of 1" in invalid
     assert "notes.json" not in result.stdout
+    assert result.stderr.strip() == f"{d}: skipped 1 *.json file(s) that are not traces: notes.json"
     data = orjson.loads(invoke("ls", "--json", str(d)).stdout)
     flags = {e["name"]: (e["readable"], e["valid"]) for e in data}
     assert flags["20260101-000000-empty.json"] == (False, False)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from _cli_support import failing_trace, invoke, load, success_trace, write_json
 
-from tracekit.trace.semantic import RULES, semantic_problems, validate_trace
+from tracekit.trace.check import validate_trace
+from tracekit.trace.semantic import RULES, semantic_problems
 
 Doc = dict[str, Any]
 
@@ -60,6 +61,10 @@ def _chain(doc: Doc) -> None:
     failed["error"]["details"]["chain"][1]["relation"] = "raised"
 
 
+def _late_step(doc: Doc) -> None:
+    doc["steps"][1]["started_at"] = "2099-01-01T00:00:00Z"
+
+
 def _invocation(doc: Doc) -> None:
     doc["steps"][0]["invocation_json"]["operation"] = "other"
 
@@ -71,6 +76,8 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
      "duration_ms is 6 but duration_ns 5999999 gives 5 (duration_ns // 1000000)"),
     ("hash_length", _sha, "/steps/0/input_hash/value", "a sha256 digest has 64 hex digits, this one has 40"),
     ("time_order", _order, "/run/finished_at", "finished_at 2026-11-23T12:00:00Z is before started_at"),
+    ("step_within_run", _late_step, "/steps/1/started_at",
+     "the step starts at 2099-01-01T00:00:00Z, after its run finished at"),
     ("rfc3339", _feb30, "/steps/1/started_at", "'2026-02-30T10:00:00.000001Z' is not a valid RFC 3339"),
     ("buffer_consistent", _dropped, "/buffer/dropped",
      "4 steps were dropped but the buffer holds only 4 of 20"),
@@ -137,10 +144,18 @@ def test_unsupported_version_stops_further_checks(trace: Doc) -> None:
     trace["steps"] = "not checked"
     problems = validate_trace(trace)
     assert [(p.pointer, p.message) for p in problems] == [
-        ("/trace_version", "unsupported trace_version 2; allowed: 1")
+        ("/trace_version", "written by a newer tracekit (trace_version 2); this one reads 1: upgrade")
     ]
+    trace["trace_version"] = 0
+    assert validate_trace(trace)[0].message == "unsupported trace_version 0; allowed: 1"
     trace["trace_version"] = True  # a bool is not the integer 1
-    assert validate_trace(trace)[0].rule == "trace_version"
+    assert [(p.rule, p.message) for p in validate_trace(trace)] == [
+        ("type", "trace_version is a boolean (True); allowed: the integer 1")
+    ]
+    trace["trace_version"] = "1"  # a string is an invalid trace, not an unsupported version
+    assert [(p.rule, p.message) for p in validate_trace(trace)] == [
+        ("type", "trace_version is a string ('1'); allowed: the integer 1")
+    ]
 
 
 def test_rules_tolerate_wrong_types() -> None:
@@ -151,6 +166,13 @@ def test_rules_tolerate_wrong_types() -> None:
     semantic_problems(odd)  # no exception: the schema reports wrong types
     assert validate_trace(odd)
     assert validate_trace([1])[0].pointer == ""
+
+
+def test_a_step_within_the_clocks_slack_of_the_run_end_is_allowed(trace: Doc) -> None:
+    """finished_at comes from the wall clock, step times from the monotonic one: a hair apart."""
+    end = trace["run"]["finished_at"]
+    trace["steps"][1]["started_at"] = end.replace("Z", "")[:19] + ".999999Z"  # < 1 s after
+    assert [p for p in semantic_problems(trace) if p.rule == "step_within_run"] == []
 
 
 def test_leap_second_is_a_valid_time(trace: Doc) -> None:

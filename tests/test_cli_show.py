@@ -10,10 +10,12 @@ from _cli_support import FIXTURES, failing_trace, invoke, load, run_exe, success
 
 from tracekit import NodeEvent, TraceContext, TraceRecorder
 
+WIDE = {"COLUMNS": "200"}  # content tests; fitting the terminal is tests/test_cli_terminal.py
+
 
 def test_failure_shows_chain_hints_input_and_nesting(tmp_path: Path) -> None:
     path = failing_trace(tmp_path / "t.json")
-    result = invoke("show", str(path))
+    result = invoke("show", str(path), env=WIDE)
     assert result.exit_code == 0, result.output
     out = result.stdout
     lines = out.splitlines()
@@ -24,15 +26,18 @@ def test_failure_shows_chain_hints_input_and_nesting(tmp_path: Path) -> None:
     names = [ln.replace("x ", "", 1).split()[0] for ln in rows]
     assert names[:3] == ["load", "transform", "write"]
     assert any(ln.strip().startswith("x   └ connect") for ln in lines), out
-    # The innermost failure first, then its parent with the whole chain down to the root cause.
-    first, second = out.index("FAILED  connect"), out.index("FAILED  write")
-    assert first < second
-    parent = out[second:]
+    # The failure that ended the run first, before the steps, with the whole chain down to the
+    # root cause; then the child whose error is that root cause, in two lines.
+    first, table, child = out.index("FAILED  write"), out.index("steps (4"), out.index("FAILED  connect")
+    assert first < table < child
+    parent = out[first:table]
     assert "1. raised _cli_support.ServiceDown: cannot write orders" in parent
     assert "2. caused by ConnectionRefusedError: [Errno 111] Connection refused  <- root cause" in parent
     assert "- start the service" in parent
     assert "phase execution" in parent
     assert '"table": "orders"' in parent
+    assert "Connection refused (in the chain of write above)" in out[child:]
+    assert '"host": "db"' in out[child:]
     assert "hunter2" not in out  # the captured password was redacted by the recorder
 
 
@@ -157,7 +162,7 @@ def test_many_failures_are_capped_in_text_but_all_in_json(tmp_path: Path) -> Non
             except TimeoutError:
                 pass
     out = invoke("show", str(tmp_path / "t.json")).stdout
-    assert out.count("FAILED  call") == 5
+    assert out.count("FAILED, recovered  call") == 5  # each was caught: the run went on and succeeded
     assert "... and 3 more failed step(s); `tracekit show --json` lists them all" in out
     data = orjson.loads(invoke("show", "--json", str(tmp_path / "t.json")).stdout)
     assert [f["attempt"] for f in data["failures"]] == list(range(1, 9))

@@ -14,7 +14,7 @@ import pytest
 from _support import load, make
 
 from tracekit import NodeEvent, TraceContext, TraceRecorder
-from tracekit.trace.semantic import validate_trace
+from tracekit.trace.check import validate_trace
 
 
 def ev(node: str, **kw: Any) -> NodeEvent:

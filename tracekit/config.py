@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +97,8 @@ def _parse_positive_int(name: str, value: Any) -> int:
         raise ConfigError(f"{name}={value!r} is not an integer; allowed: an integer >= 1")
     if isinstance(value, int):
         n = value
-    elif isinstance(value, str) and value.strip().isdecimal():
-        n = int(value.strip())
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        n = int(value.strip())  # "-1" is an integer, only too small
     else:
         raise ConfigError(f"{name}={value!r} is not an integer; allowed: an integer >= 1")
     if n < 1:

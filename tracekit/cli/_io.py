@@ -1,9 +1,11 @@
 """Reading trace files for the command line, and the exit-code conventions every command shares.
 
 Every command reads traces through :func:`load_trace`, which turns every way a file can be wrong
-(missing, a directory, empty, truncated, binary, not UTF-8, not an object) into one
-:class:`TraceLoadError` with a ``file: /pointer: message`` form, so no user mistake ever ends in a
-Python traceback. It only parses; schema and semantic checks are ``tracekit validate``'s job.
+(missing, a directory, empty, truncated, binary, not UTF-8, too many values to hold in memory, a
+key given twice, not an object, written by a newer tracekit) into one :class:`TraceLoadError`
+with a ``file: /pointer: message`` form, so no user mistake ever ends in a Python traceback and
+every command refuses the same files the same way. It only parses and checks the version;
+schema and semantic checks are ``tracekit validate``'s job.
 
 Threading contract: the functions here hold no state and may be called from any thread.
 """
@@ -17,6 +19,9 @@ from typing import Any, Final, NoReturn
 
 import click
 import orjson
+
+from tracekit.cli._strict_json import MAX_TRACE_VALUES, count_values, duplicate_key
+from tracekit.trace.check import newer_version, newer_version_message
 
 __all__ = [
     "EXIT_INVALID",
@@ -60,12 +65,15 @@ class TraceLoadError(Exception):
     permission: exit 2) and False when it was read but is not a trace (exit 1).
     """
 
-    def __init__(self, path: Path, message: str, *, pointer: str = "", unreadable: bool = False) -> None:
+    def __init__(
+        self, path: Path, message: str, *, pointer: str = "", unreadable: bool = False, rule: str = "load"
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.pointer = pointer
         self.message = message
         self.unreadable = unreadable
+        self.rule = rule  # as in SchemaProblem.rule: "load", "duplicate_key", "trace_version"
 
     def __str__(self) -> str:
         return problem_line(self.path, self.pointer, self.message)
@@ -139,14 +147,33 @@ def load_trace(path: Path) -> dict[str, Any]:
     reason = _decode_problem(data)
     if reason is not None:
         raise TraceLoadError(path, reason)
+    values = count_values(data)
+    if values > MAX_TRACE_VALUES:
+        raise TraceLoadError(path, f"holds about {values:,} JSON values; allowed: at most "
+                             f"{MAX_TRACE_VALUES:,} (a trace is the last N steps, not a data dump)",
+                             rule="size")
+    repeated = duplicate_key(data)
+    if repeated is not None:
+        at, key = repeated
+        raise TraceLoadError(path, f"the key {key!r} appears twice in the object at {at or '/'}; allowed: "
+                             "each key once (JSON readers disagree on which value counts)",
+                             pointer=f"{at}/{_escape(key)}", rule="duplicate_key")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise TraceLoadError(path, _json_problem(exc)) from None
+    del data
     if not isinstance(doc, dict):
         kind = "null" if doc is None else _KIND.get(type(doc), type(doc).__name__)
         raise TraceLoadError(path, f"the top level is {kind}; a trace is a JSON object")
+    if (version := newer_version(doc)) is not None:
+        raise TraceLoadError(path, newer_version_message(version), pointer="/trace_version",
+                             rule="trace_version")
     return doc
+
+
+def _escape(segment: str) -> str:
+    return segment.replace("~", "~0").replace("/", "~1")
 
 
 def _clip(value: Any, depth: int) -> Any:

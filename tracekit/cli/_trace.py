@@ -14,9 +14,11 @@ from typing import Any
 from tracekit.trace.semantic import parse_time
 
 __all__ = [
+    "ending_failure",
     "failing_node",
     "failing_steps",
     "obj",
+    "recovered_steps",
     "run_started",
     "s",
     "steps",
@@ -100,10 +102,92 @@ def failing_steps(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def failing_node(doc: dict[str, Any]) -> str | None:
-    """The node a person should look at first: the innermost failed step's node, if any."""
+    """The node of this run's failure: the step that ended it, else the innermost failed one."""
+    ending = ending_failure(doc)
+    if ending is not None:
+        return s(ending.get("node_id"))
     failed = failing_steps(doc)
     return s(failed[0].get("node_id")) if failed else None
 
 
 def run_started(doc: dict[str, Any]) -> _dt.datetime | None:
     return parse_time(obj(doc, "run").get("started_at"))
+
+
+def _end_key(step: dict[str, Any], index: int) -> tuple[float, int]:
+    t = parse_time(step.get("started_at"))
+    ns = step.get("duration_ns")
+    took = ns / 1e9 if type(ns) is int else 0.0
+    return ((t.timestamp() + took) if t is not None else float("-inf"), index)
+
+
+def _attempt(step: dict[str, Any]) -> int:
+    raw = step.get("attempt")
+    return raw if type(raw) is int else 1
+
+
+def recovered_steps(doc: dict[str, Any]) -> set[int]:
+    """Indexes (into :func:`steps`) of failed steps the run got past.
+
+    The recorder says so on each failed step (``recovered``); for traces without the field, a
+    failure is recovered when the run succeeded, when a later attempt of the same node (same
+    parent) completed, or when its parent step completed (the parent handled it).
+    """
+    items = steps(doc)
+    success = obj(doc, "run").get("outcome") == "success"
+    by_id = {st.get("step_id"): st for st in items if isinstance(st.get("step_id"), str)}
+    done: dict[tuple[Any, Any], int] = {}
+    for st in items:
+        if st.get("status", "completed") == "completed":
+            key = (st.get("node_id"), st.get("parent_step_id"))
+            done[key] = max(done.get(key, 0), _attempt(st))
+    out: set[int] = set()
+    for i, st in enumerate(items):
+        if st.get("status") != "failed":
+            continue
+        said = st.get("recovered")
+        if type(said) is bool:
+            if said:
+                out.add(i)
+            continue
+        parent = by_id.get(st.get("parent_step_id"))
+        retried = done.get((st.get("node_id"), st.get("parent_step_id")), 0) > _attempt(st)
+        handled = parent is not None and parent is not st and parent.get("status", "completed") == "completed"
+        if success or retried or handled:
+            out.add(i)
+    return out
+
+
+def ending_failure(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The step whose failure ended the run: what a person reads first.
+
+    The outermost failed step the run did not get past (the first to end, when there are
+    several independent ones, as in a test suite: later ones are often its consequences); else a
+    step still in flight that the run's error was put on; else the outermost cancelled step. None
+    when no step ended the run (it succeeded, or failed outside any step).
+    """
+    items = steps(doc)
+    recovered = recovered_steps(doc)
+    by_id = {st.get("step_id"): i for i, st in enumerate(items) if isinstance(st.get("step_id"), str)}
+
+    def outermost(pool: list[int]) -> dict[str, Any] | None:
+        chosen = set(pool)
+
+        def is_root(i: int) -> bool:  # its parent is not in the pool (or it is its own parent)
+            parent = by_id.get(items[i].get("parent_step_id"))
+            return parent not in chosen or parent == i
+
+        candidates = [i for i in pool if is_root(i)] or pool
+        if not candidates:
+            return None
+        return items[min(candidates, key=lambda i: _end_key(items[i], i))]
+
+    failed = [i for i, st in enumerate(items) if st.get("status") == "failed" and i not in recovered]
+    flying = [i for i, st in enumerate(items)
+              if st.get("status") == "in_flight" and isinstance(st.get("error"), dict)]
+    cancelled = [i for i, st in enumerate(items) if st.get("status") == "cancelled"]
+    for pool in (failed, flying, cancelled):
+        found = outermost(pool)
+        if found is not None:
+            return found
+    return None

@@ -18,11 +18,12 @@ import click
 
 from tracekit.cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, load_trace, problem_line
 from tracekit.cli._style import echo, style
+from tracekit.cli._text import safe
 from tracekit.cli.show import render
 from tracekit.config import ENV_CAPTURE_INPUTS, ConfigError
 from tracekit.recorder import TraceRecorder
+from tracekit.trace.check import check_trace
 from tracekit.trace.model import TraceContext
-from tracekit.trace.semantic import validate_trace
 
 __all__ = ["DemoError", "demo", "run_demo"]
 
@@ -39,13 +40,20 @@ ORDERS: Final = [
 
 
 class DemoError(RuntimeError):
-    """The domain error a real pipeline would raise; its ``hints`` end up in the trace."""
+    """The domain error a real pipeline would raise; its ``hints`` end up in the trace.
+
+    Its module is named ``demo`` so the trace (and ``show``) say ``demo.DemoError``, as a
+    user's own pipeline module would, not the private ``tracekit.cli.demo``.
+    """
 
     code = "connection"
     hints = (
         "The pricing service did not answer: start it (demo: nothing listens on 127.0.0.1:9), or "
         "point the pipeline at another instance, then re-run.",
     )
+
+
+DemoError.__module__ = "demo"
 
 
 def _fetch_prices(skus: list[str]) -> dict[str, float]:
@@ -109,16 +117,16 @@ def demo() -> None:
         doc = load_trace(Path(path))
     except TraceLoadError as exc:
         fail(str(exc), EXIT_INVALID)
-    problems = validate_trace(doc)
-    for p in problems:
-        echo(problem_line(path, p.pointer, p.message), err=True)
-    verdict = style("valid", "green") if not problems else style(f"{len(problems)} problem(s)", "red")
-    echo(f"trace written to {path} ({verdict})")
+    found = check_trace(doc)
+    for p in found.problems:
+        echo(safe(problem_line(path, p.pointer, p.message)), err=True)
+    verdict = style("valid", "green") if found.valid else style(f"{found.total} problem(s)", "red")
+    echo(f"trace written to {safe(str(path))} ({verdict})")
     echo()
-    for line in render(doc, len(problems)):
+    for line in render(doc, found.total):
         echo(line)
     echo()
     echo(style("The failure above is intended: that is what a trace looks like.", bold=True))
     echo(f"Next: tracekit show {path}   |   tracekit validate {path}   |   tracekit env")
-    if problems:
+    if not found.valid:
         raise click.exceptions.Exit(EXIT_INVALID)

@@ -4,6 +4,10 @@ Steps are aligned by ``(node_id, attempt, occurrence)``: the n-th time a node ra
 attempt in A is compared with the n-th such time in B, so loops and repeats line up. The first
 aligned step (in A's start order) whose input or output hash, status or error differs is what
 a person looks at first; the summary counts the rest.
+
+Both files must be readable, valid traces (the check every command shares): anything else exits
+non-zero before comparing (2 unreadable, 1 not a valid trace or from a newer tracekit), so a
+script never takes "could not compare" for "same".
 """
 
 from __future__ import annotations
@@ -14,15 +18,28 @@ from typing import Any, Final
 
 import click
 
-from tracekit.cli._io import EXIT_INVALID, EXIT_OK, TraceLoadError, dump_json, exit_for, fail, load_trace
+from tracekit.cli._io import (
+    EXIT_INVALID,
+    EXIT_OK,
+    TraceLoadError,
+    dump_json,
+    exit_for,
+    fail,
+    load_trace,
+    problem_line,
+)
 from tracekit.cli._last_good import diff_last_good
 from tracekit.cli._style import echo, style
+from tracekit.cli._text import safe
 from tracekit.cli._trace import obj, s, steps_tree
+from tracekit.trace.check import check_trace
 
 __all__ = ["StepDiff", "align", "compare", "diff"]
 
 Key = tuple[str, int, int]  # node_id, attempt, occurrence
 
+#: Problems printed per invalid input before "... and N more".
+_MAX_PROBLEMS_SHOWN: Final = 10
 #: What must agree for two aligned steps to count as the same, in the order reported.
 COMPARED: Final = ("input_hash", "output_hash", "status", "error.code", "error.type")
 _KIND_TEXT: Final = {"only_in_a": "only in A", "only_in_b": "only in B"}
@@ -95,22 +112,32 @@ def align(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> list[StepDiff]:
     return out
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> tuple[dict[str, Any] | None, int]:
+    """The trace, or None and the exit code after saying on stderr why it cannot be compared."""
     try:
-        return load_trace(path)
+        doc = load_trace(path)
     except TraceLoadError as exc:
-        echo(str(exc), err=True)
-        raise click.exceptions.Exit(exit_for(invalid=True, unreadable=exc.unreadable)) from None
+        echo(safe(str(exc)), err=True)
+        return None, exit_for(invalid=True, unreadable=exc.unreadable)
+    found = check_trace(doc, cap=_MAX_PROBLEMS_SHOWN)
+    if found.valid:
+        return doc, EXIT_OK
+    for p in found.problems:
+        echo(safe(problem_line(path, p.pointer, p.message)), err=True)
+    if found.more > 0:
+        echo(safe(f"{path}: ... and {found.more} more problems"), err=True)
+    echo(safe(f"{path}: not a valid trace; not compared (run `tracekit validate {path}`)"), err=True)
+    return None, EXIT_INVALID
 
 
 def _label(d: StepDiff) -> str:
     node, attempt, occurrence = d.key
     extra = f", run #{occurrence} of it" if occurrence > 1 else ""
-    return f"{node} (attempt {attempt}{extra})"
+    return f"{safe(node, 200)} (attempt {attempt}{extra})"
 
 
 def _show(field: str, value: str) -> str:
-    return value[:16] if field.endswith("_hash") and value != "-" else value
+    return safe(value[:16] if field.endswith("_hash") and value != "-" else value, 500)
 
 
 @click.command()
@@ -134,7 +161,9 @@ def diff(a: Path, b: Path | None, as_json: bool, against_last_good: bool) -> Non
     if against_last_good or b is None:
         raise click.exceptions.Exit(diff_last_good(a, as_json) if against_last_good and b is None
                                     else fail("diff takes two traces A B, or --last-good A"))
-    doc_a, doc_b = _load(a), _load(b)
+    (doc_a, code_a), (doc_b, code_b) = _load(a), _load(b)
+    if doc_a is None or doc_b is None:
+        raise click.exceptions.Exit(max(code_a, code_b))
     diffs = align(doc_a, doc_b)
     counts = {k: sum(d.kind == k for d in diffs) for k in ("only_in_a", "only_in_b", "changed", "same")}
     first = next((d for d in diffs if d.kind != "same"), None)
@@ -153,16 +182,18 @@ def diff(a: Path, b: Path | None, as_json: bool, against_last_good: bool) -> Non
         click.echo(dump_json(report))
     else:
         if flows[0] != flows[1]:
-            echo(style(f"note: different flows: A is {s(flows[0].get('id'))} v{s(flows[0].get('version'))}, "
-                       f"B is {s(flows[1].get('id'))} v{s(flows[1].get('version'))}", "yellow"))
+            (fa, fb) = flows
+            note = (f"note: different flows: A is {s(fa.get('id'))} v{s(fa.get('version'))}, "
+                    f"B is {s(fb.get('id'))} v{s(fb.get('version'))}")
+            echo(style(safe(note), "yellow"))
         if first is None:
             echo(style(f"same: {counts['same']} step(s) match in input, output, status and error", "green"))
         else:
             echo(style(f"first difference: {_label(first)}", "red", bold=True))
             if first.kind == "only_in_a":
-                echo(f"  only in A ({a}): step {s(first.a.get('step_id') if first.a else None)}")
+                echo(safe(f"  only in A ({a}): step {s(first.a.get('step_id') if first.a else None)}"))
             elif first.kind == "only_in_b":
-                echo(f"  only in B ({b}): step {s(first.b.get('step_id') if first.b else None)}")
+                echo(safe(f"  only in B ({b}): step {s(first.b.get('step_id') if first.b else None)}"))
             for f, x, y in first.changes:
                 echo(f"  {f}: {_show(f, x)} -> {_show(f, y)}")
             for d in diffs:

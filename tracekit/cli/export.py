@@ -15,8 +15,9 @@ import click
 import orjson
 
 from tracekit.cli._io import EXIT_INVALID, EXIT_USAGE, TraceLoadError, fail, load_trace, problem_line
+from tracekit.cli._text import safe
 from tracekit.export import FORMATS, ExportError
-from tracekit.trace.schema import validate_document
+from tracekit.trace.check import check_trace
 from tracekit.trace.sink import atomic_write
 
 __all__ = ["STDOUT", "convert", "export", "read_valid_trace", "write_output"]
@@ -29,18 +30,23 @@ _MAX_PROBLEMS_SHOWN: Final = 20
 
 
 def read_valid_trace(path: Path) -> dict[str, Any]:
-    """The trace at ``path``; on any problem, print it and exit (2 unreadable, 1 not a trace)."""
+    """The trace at ``path``; on any problem, print it and exit (2 unreadable, 1 not a trace).
+
+    The check is the one every command shares (version gate, nesting bound, schema); semantic
+    rules are ``validate``'s business, a converter only needs the shapes right.
+    """
     try:
         doc = load_trace(path)
     except TraceLoadError as exc:
-        fail(str(exc), EXIT_USAGE if exc.unreadable else EXIT_INVALID)
-    problems = validate_document(doc)
-    if problems:
-        for problem in problems[:_MAX_PROBLEMS_SHOWN]:
-            click.echo(problem_line(path, problem.pointer, problem.message), err=True)
-        if len(problems) > _MAX_PROBLEMS_SHOWN:
-            click.echo(f"{path}: ... and {len(problems) - _MAX_PROBLEMS_SHOWN} more problems", err=True)
-        fail(f"{path} is not a valid trace (run `tracekit validate {path}` for details)", EXIT_INVALID)
+        fail(safe(str(exc)), EXIT_USAGE if exc.unreadable else EXIT_INVALID)
+    found = check_trace(doc, cap=_MAX_PROBLEMS_SHOWN, semantic=False)
+    if not found.valid:
+        for problem in found.problems:
+            click.echo(safe(problem_line(path, problem.pointer, problem.message)), err=True)
+        if found.more > 0:
+            at_least = "" if found.counted_all else "at least "
+            click.echo(safe(f"{path}: ... and {at_least}{found.more} more problems"), err=True)
+        fail(safe(f"{path} is not a valid trace (run `tracekit validate {path}` for details)"), EXIT_INVALID)
     return doc
 
 
@@ -49,7 +55,9 @@ def convert(path: Path, doc: dict[str, Any], convert_fn: Callable[[dict[str, Any
     try:
         return convert_fn(doc)
     except ExportError as exc:
-        fail(problem_line(path, exc.pointer, exc.message), EXIT_INVALID)
+        fail(safe(problem_line(path, exc.pointer, exc.message)), EXIT_INVALID)
+    except RecursionError:
+        fail(safe(f"{path}: /: nested too deeply to convert"), EXIT_INVALID)
 
 
 def write_output(out: str, data: bytes, what: str, *, source: Path | None = None) -> None:

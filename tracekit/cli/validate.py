@@ -13,8 +13,9 @@ import click
 
 from tracekit.cli._io import TraceLoadError, dump_json, exit_for, load_trace, problem_line
 from tracekit.cli._style import echo, style
+from tracekit.cli._text import safe
+from tracekit.trace.check import MAX_COUNTED, check_trace
 from tracekit.trace.schema import SchemaProblem
-from tracekit.trace.semantic import validate_trace
 
 __all__ = ["FileReport", "collect_paths", "validate", "validate_file"]
 
@@ -25,15 +26,21 @@ _GLOB_CHARS: Final = frozenset("*?[")
 
 @dataclass(slots=True)
 class FileReport:
-    """What ``validate`` found in one file."""
+    """What ``validate`` found in one file: the first problems, and how many in all."""
 
     path: str
     problems: list[SchemaProblem] = field(default_factory=list)
     unreadable: bool = False
+    total: int | None = None  # None: len(problems)
+    counted_all: bool = True
 
     @property
     def valid(self) -> bool:
         return not self.problems
+
+    @property
+    def count(self) -> int:
+        return len(self.problems) if self.total is None else self.total
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,7 +48,18 @@ class FileReport:
             "valid": self.valid,
             "unreadable": self.unreadable,
             "problems": [{"pointer": p.pointer, "message": p.message, "rule": p.rule} for p in self.problems],
+            "problems_total": self.count,
+            "problems_counted_all": self.counted_all,
         }
+
+    def more_line(self) -> str | None:
+        """The "... and N more" line when problems were counted but not collected."""
+        more = self.count - len(self.problems)
+        if more <= 0:
+            return None
+        if self.counted_all:
+            return f"{self.path}: ... and {more} more problems"
+        return f"{self.path}: ... and at least {more} more problems (counting stopped at {MAX_COUNTED})"
 
 
 def _expand(arg: str) -> Iterator[tuple[Path, str | None]]:
@@ -85,12 +103,9 @@ def validate_file(path: Path) -> FileReport:
     try:
         doc = load_trace(path)
     except TraceLoadError as exc:
-        return FileReport(str(path), [SchemaProblem(exc.pointer, exc.message, "load")], exc.unreadable)
-    try:
-        return FileReport(str(path), validate_trace(doc))
-    except RecursionError:
-        too_deep = SchemaProblem("", "the document is nested too deeply to check", "load")
-        return FileReport(str(path), [too_deep])
+        return FileReport(str(path), [SchemaProblem(exc.pointer, exc.message, exc.rule)], exc.unreadable)
+    found = check_trace(doc)
+    return FileReport(str(path), found.problems, total=found.total, counted_all=found.counted_all)
 
 
 def _check_all(items: list[tuple[Path, str | None]]) -> list[FileReport]:
@@ -139,10 +154,13 @@ def validate(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
         for r in reports:
             if r.valid:
                 if not quiet:
-                    echo(f"{r.path}: {style('ok', 'green')}")
+                    echo(f"{safe(r.path)}: {style('ok', 'green')}")
                 continue
             for p in r.problems:
-                echo(style(problem_line(r.path, p.pointer, p.message), "red" if r.unreadable else None))
+                line = safe(problem_line(r.path, p.pointer, p.message))
+                echo(style(line, "red" if r.unreadable else None))
+            if (more := r.more_line()) is not None:
+                echo(safe(more))
         if len(reports) > 1:
             bad = sum(not r.valid for r in reports)
             echo(f"{len(reports)} files checked: {len(reports) - bad} valid, {bad} not", err=True)

@@ -7,7 +7,9 @@ The schema ships inside the wheel (``tracekit/_schemas``); a source checkout rea
 from __future__ import annotations
 
 import functools
+import heapq
 import importlib.resources
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from jsonschema.exceptions import ValidationError
 __all__ = [
     "SCHEMA_FILE",
     "SchemaProblem",
+    "first_schema_problems",
     "iter_schema_problems",
     "load_schema",
     "schema_path",
@@ -85,6 +88,48 @@ def iter_schema_problems(document: Any) -> Iterator[SchemaProblem]:
     for err in errors:
         for leaf in _leaf_errors(err):
             yield SchemaProblem(_pointer(leaf.absolute_path), leaf.message, str(leaf.validator))
+
+
+def _leaves(document: Any) -> Iterator[ValidationError]:
+    for err in _validator().iter_errors(document):
+        yield from _leaf_errors(err)
+
+
+def _order(error: ValidationError) -> tuple[Any, ...]:
+    # Document order: array indices as numbers. Two paths first differ under one parent, so
+    # the segments compared there are both indices or both keys.
+    return tuple(error.absolute_path)
+
+
+def first_schema_problems(
+    document: Any, cap: int | None, count_limit: int | None = None
+) -> tuple[list[SchemaProblem], int, bool]:
+    """The first ``cap`` schema problems in document order, how many were counted, and
+    whether counting finished (it stops at ``count_limit``).
+
+    Unlike :func:`iter_schema_problems` nothing but ``cap`` problems is ever held, so a file that
+    breaks a rule a million times is checked in bounded memory.
+    """
+    counted = 0
+    complete = True
+
+    def counting() -> Iterator[ValidationError]:
+        nonlocal counted, complete
+        for leaf in _leaves(document):
+            if count_limit is not None and counted >= count_limit:
+                complete = False
+                return
+            counted += 1
+            yield leaf
+
+    if cap is None:
+        kept = sorted(counting(), key=_order)
+    else:
+        # A tie-breaking counter keeps the heap from ever comparing two errors.
+        tick = itertools.count()
+        kept = [e for _, _, e in heapq.nsmallest(cap, ((_order(e), next(tick), e) for e in counting()))]
+    problems = [SchemaProblem(_pointer(e.absolute_path), e.message, str(e.validator)) for e in kept]
+    return problems, counted, complete
 
 
 def validate_document(document: Any) -> list[SchemaProblem]:

@@ -2,8 +2,8 @@
 
 A schema checks shapes; it cannot check that month 13 does not exist, that a run does not finish
 before it starts, that a step's parent is a step of the same trace, or that two counters agree.
-:func:`semantic_problems` checks those; :func:`validate_trace` runs the version gate, the schema
-and these rules together, which is what ``tracekit validate`` reports.
+:func:`semantic_problems` checks those; :func:`tracekit.trace.check.check_trace` runs the version gate,
+a depth bound, the schema and these rules together, which is what ``tracekit validate`` reports.
 
 Every rule tolerates documents that already break the schema (wrong types are skipped here, the
 schema reports them), so one mistake is reported once, in the schema's words.
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from tracekit.trace.model import TRACE_VERSION
-from tracekit.trace.schema import SchemaProblem, iter_schema_problems
+from tracekit.trace.schema import SchemaProblem
 
 __all__ = [
     "HASH_LENGTHS",
@@ -27,7 +27,6 @@ __all__ = [
     "SUPPORTED_TRACE_VERSIONS",
     "parse_time",
     "semantic_problems",
-    "validate_trace",
 ]
 
 SUPPORTED_TRACE_VERSIONS: Final = (TRACE_VERSION,)
@@ -47,9 +46,11 @@ HASH_LENGTHS: Final = {
 }
 
 _NS_PER_MS: Final = 1_000_000
-#: Schema messages quote the offending value; a whole object quoted is noise, so it is cut.
-MAX_MESSAGE_CHARS: Final = 300
-_FORBIDDEN: Final = re.compile(r"should not be valid under \{'required': \['([^']+)'\]\}")
+#: How long after the run finished a step may seem to start. The recorder times steps on the
+#: monotonic clock from the run's start but reads ``finished_at`` from the wall clock, which
+#: NTP may slew (at most 500 ppm) while the run goes on: 1 s, plus 0.1% of the run's length.
+RUN_END_SLACK: Final = _dt.timedelta(seconds=1)
+RUN_END_SLACK_RATIO: Final = 0.001
 # RFC 3339 allows a leap second (:60); datetime does not, so it is parsed as :59.
 _LEAP_SECOND: Final = re.compile(r"(T\d{2}:\d{2}):60")
 
@@ -113,6 +114,25 @@ def rule_run_order(doc: dict[str, Any]) -> Problems:
     if started is not None and finished is not None and finished < started:
         yield _p("/run/finished_at", f"finished_at {run['finished_at']} is before started_at "
                  f"{run['started_at']}", "time_order")
+
+
+def rule_steps_within_run(doc: dict[str, Any]) -> Problems:
+    """No step starts after its run finished (beyond the clocks' slack, :data:`RUN_END_SLACK`)."""
+    run = doc.get("run")
+    if not isinstance(run, dict):
+        return
+    started, finished = parse_time(run.get("started_at")), parse_time(run.get("finished_at"))
+    if finished is None:
+        return
+    slack = RUN_END_SLACK
+    if started is not None and finished > started:
+        slack += (finished - started) * RUN_END_SLACK_RATIO
+    for i, step in _steps(doc):
+        begun = parse_time(step.get("started_at"))
+        if begun is not None and begun > finished + slack:
+            yield _p(f"/steps/{i}/started_at", f"the step starts at {step['started_at']}, after its run "
+                     f"finished at {run['finished_at']}; allowed: a step starts before its run finishes",
+                     "step_within_run")
 
 
 def rule_failed_has_error(doc: dict[str, Any]) -> Problems:
@@ -265,6 +285,7 @@ def rule_invocation_matches(doc: dict[str, Any]) -> Problems:
 RULES: Final[dict[str, Rule]] = {
     "rfc3339": rule_times_parse,
     "time_order": rule_run_order,
+    "step_within_run": rule_steps_within_run,
     "failed_has_error": rule_failed_has_error,
     "duration_consistent": rule_durations_agree,
     "hash_length": rule_hash_lengths,
@@ -282,40 +303,3 @@ def semantic_problems(document: dict[str, Any]) -> list[SchemaProblem]:
     for rule in RULES.values():
         found.extend(rule(document))
     return found
-
-
-def validate_trace(document: Any) -> list[SchemaProblem]:
-    """Everything wrong with ``document`` as a trace: version gate, then schema, then semantics.
-
-    A trace of another ``trace_version`` gets one problem and no further checks: its fields are
-    not ours to judge. A problem the schema reports is not repeated by a semantic rule.
-    """
-    if not isinstance(document, dict):
-        return [_p("", "the top level is not a JSON object; a trace is a JSON object", "type")]
-    version = document.get("trace_version")
-    if version not in SUPPORTED_TRACE_VERSIONS or type(version) is not int:
-        if "trace_version" not in document:
-            message = "trace_version is missing; allowed: " + _versions()
-        else:
-            message = f"unsupported trace_version {version!r}; allowed: {_versions()}"
-        return [_p("/trace_version", message, "trace_version")]
-    problems = [_friendly(p) for p in iter_schema_problems(document)]
-    reported = {p.pointer for p in problems}
-    problems.extend(p for p in semantic_problems(document) if p.pointer not in reported)
-    return problems
-
-
-def _friendly(problem: SchemaProblem) -> SchemaProblem:
-    """jsonschema's words, made readable: no whole objects echoed back, forbidden keys named."""
-    message = problem.message
-    if problem.rule == "not" and (m := _FORBIDDEN.search(message)):
-        message = f"{m.group(1)!r} is not allowed here (see the schema's conditions for this object)"
-        if problem.pointer == "/run" and m.group(1) == "finished_at":
-            message = "an in_progress run has no finished_at; allowed: finished_at only on a final outcome"
-    elif len(message) > MAX_MESSAGE_CHARS:
-        message = message[:MAX_MESSAGE_CHARS] + "..."
-    return SchemaProblem(problem.pointer, message, problem.rule)
-
-
-def _versions() -> str:
-    return ", ".join(str(v) for v in SUPPORTED_TRACE_VERSIONS)

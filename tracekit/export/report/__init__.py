@@ -1,8 +1,10 @@
 """A trace as one self-contained HTML page, for the person reading it at 3 a.m.
 
 The page has a header (flow, pack, run, outcome), a timeline of the steps (children under their
-parents, the first failure highlighted, in-flight steps marked), the failure's error chain
-(root cause last, hints, traceback collapsed), the unfinished steps and the runner-level errors.
+parents, the first failure highlighted, in-flight steps and steps that never ran marked, round
+axis labels and one at the run's end), the failure's error chain (root cause last, hints,
+traceback collapsed), the unfinished steps, every step's validation issues (warnings and info
+too) and the runner-level errors.
 
 It needs nothing from the network: CSS is inline and there is no script at all, and a Content
 Security Policy forbids loading anything, so a hostile string that slipped past escaping still
@@ -19,8 +21,9 @@ from typing import Any, Final
 from tracekit.export._timeline import StepSpan, Timeline, read_timeline, section
 from tracekit.export.report._html import esc, fmt_duration
 from tracekit.export.report.failures import render_errors, render_failures, render_unfinished
+from tracekit.export.report.issues import render_issues
 from tracekit.export.report.style import CSS
-from tracekit.export.report.timeline import render_steps_table, render_timeline
+from tracekit.export.report.timeline import never_ran, render_steps_table, render_timeline
 
 __all__ = ["CONTENT_SECURITY_POLICY", "first_failure", "render_report"]
 
@@ -51,6 +54,8 @@ def _header(envelope: Mapping[str, Any], timeline: Timeline) -> str:
     counts = {s: sum(1 for x in timeline.spans if x.status == s)
               for s in ("completed", "failed", "in_flight", "cancelled")}
     steps = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n) or "none"
+    if (rejected := sum(1 for x in timeline.spans if never_ran(x.step))):
+        steps += f" ({rejected} never ran: rejected by validation)"
     out = [
         f'<h1>{esc(flow.get("id"), "?")} '
         f'<span class="badge outcome-{esc(outcome)}">{esc(outcome)}</span></h1>',
@@ -96,6 +101,8 @@ def render_report(envelope: Mapping[str, Any]) -> str:
         "<h2>Failure</h2>",
         render_failures(timeline, failing),
         render_unfinished(timeline),
+        "<h2>Validation issues</h2>",
+        render_issues(timeline),
         "<h2>Runner errors</h2>",
         render_errors(envelope),
         "<h2>Steps</h2>",

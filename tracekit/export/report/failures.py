@@ -10,7 +10,8 @@ import orjson
 
 from tracekit.export._timeline import StepSpan, Timeline, error_of, section
 from tracekit.export.report._html import esc, fmt_duration, hash_short, text
-from tracekit.export.report.timeline import step_anchor
+from tracekit.export.report.issues import issue_list
+from tracekit.export.report.timeline import never_ran, step_anchor
 
 __all__ = ["render_errors", "render_failures", "render_unfinished"]
 
@@ -100,6 +101,8 @@ def render_failures(timeline: Timeline, failing: StepSpan | None) -> str:
         error = error_of(span.step) or {}
         details = section(error, "details")
         label = "first failure" if span is failing else "also failed"
+        if never_ran(span.step):
+            label += ", never ran: rejected by validation"
         phase = f", phase {esc(details.get('phase'))}" if details.get("phase") else ""
         blocks.append(
             f'<div class="failure" data-step-id="{esc(span.step_id)}">'
@@ -107,7 +110,7 @@ def render_failures(timeline: Timeline, failing: StepSpan | None) -> str:
             f'<span class="relation">({esc(label)}: step {esc(span.step_id)}, attempt '
             f"{esc(span.step.get('attempt'), '1')}{phase})</span></h3>"
             f"<p><b>{esc(error.get('code'), 'error')}</b>: {esc(error.get('message'))}</p>"
-            f"{_error_body(error)}{_input(span.step)}</div>"
+            f"{_error_body(error)}{issue_list(span.step)}{_input(span.step)}</div>"
         )
     return "".join(blocks)
 

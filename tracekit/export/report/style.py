@@ -27,8 +27,9 @@ dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; word-break: break-al
 .timeline { background: #fff; border: 1px solid var(--line); padding: 8px 0; }
 .axis, .row { display: grid; grid-template-columns: 300px 1fr; align-items: center; }
 .axis .track { height: 18px; border-bottom: 1px solid var(--line); }
-.tick { position: absolute; top: 0; font-size: 11px; color: var(--muted); transform: translateX(-50%); }
-.tick:first-child { transform: none; }
+.tick { position: absolute; top: 0; font-size: 11px; white-space: nowrap; color: var(--muted);
+        transform: translateX(-50%); }
+.tick:first-child { transform: none; } .tick.end { transform: translateX(-100%); font-weight: 600; }
 .row { min-height: 22px; border-bottom: 1px solid #f0f0f0; }
 .row.failing { background: var(--bg-fail); outline: 2px solid var(--fail); outline-offset: -2px; }
 .label { padding: 0 8px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
@@ -37,6 +38,11 @@ dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; word-break: break-al
 .bar.st-completed { background: #5c8fd6; }
 .bar.st-in_flight { background: repeating-linear-gradient(45deg, var(--flight) 0 6px, #ffe082 6px 12px);
                     border-right: 3px dashed #000; }
+.bar.never-ran { background: transparent; border: 1px dashed var(--fail); min-width: 8px; }
+.sev-error { background: var(--fail); } .sev-warning { background: var(--flight); color: #000; }
+.sev-info { background: #607d8b; } tr.issue-warning td { background: #fffbeb; }
+tr.issue-error td { background: var(--bg-fail); }
+ul.issues { margin: 4px 0; } ul.issues .badge { font-size: 11px; }
 .flag { font-size: 11px; color: var(--muted); margin-left: 6px; }
 .flag.failed { color: var(--fail); font-weight: 600; } .flag.in_flight { color: #8d6e00; font-weight: 600; }
 table { border-collapse: collapse; background: #fff; width: 100%; }
