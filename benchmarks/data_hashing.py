@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from blake3 import blake3
+from run import timed as _timed  # one timing rule for every benchmark (gc off while timing)
 
 from tracekit.capture.hashing import hash_value
 
@@ -45,17 +46,6 @@ class Row:
     ours_ms: float
     ref_ms: float
     target: str
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-    finally:
-        gc.enable()
 
 
 def _compare(name: str, size: int, ours: Callable[[], Any], ref: Callable[[], Any], repeats: int,

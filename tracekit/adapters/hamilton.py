@@ -201,13 +201,7 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
         if not self.recorder.enabled:
             return
         try:
-            event = NodeEvent(
-                node_id=node_name,
-                component_id=self._component(run_id, node_name, node_tags),
-                operation=OPERATION,
-                payload=dict(node_kwargs),
-                step_id=_step_id(run_id, node_name, task_id),
-            )
+            event = self._event(run_id, node_name, node_tags, node_kwargs, task_id)
             self.recorder.on_node_start(event)
             func = self._callables.get(run_id, {}).get(node_name)
             if func is not None:
@@ -233,19 +227,25 @@ class TracekitHook(NodeExecutionHook, GraphExecutionHook):  # type: ignore[misc]
             return
         try:
             # The recorder pairs by step_id; the other fields only matter if the start was missed.
-            event = NodeEvent(
-                node_id=node_name,
-                component_id=self._component(run_id, node_name, node_tags),
-                operation=OPERATION,
-                payload=dict(node_kwargs),
-                step_id=_step_id(run_id, node_name, task_id),
-            )
+            event = self._event(run_id, node_name, node_tags, node_kwargs, task_id)
             if success or error is None:
                 self.recorder.on_node_end(event, result)
             else:
                 self.recorder.on_node_error(event, error)
         except Exception:
             self._failed("run_after_node_execution")
+
+    def _event(
+        self, run_id: str, node_name: str, node_tags: dict[str, Any], node_kwargs: dict[str, Any],
+        task_id: str | None,
+    ) -> NodeEvent:
+        return NodeEvent(
+            node_id=node_name,
+            component_id=self._component(run_id, node_name, node_tags),
+            operation=OPERATION,
+            payload=dict(node_kwargs),
+            step_id=_step_id(run_id, node_name, task_id),
+        )
 
     def _failed(self, where: str) -> None:
         self._failures_logged.warn(where, "tracekit: Hamilton hook %s failed; the run is unaffected", where)
