@@ -37,6 +37,7 @@ from typing import Any, Final
 from tracekit import NodeEvent, TraceConfig, TraceContext, TraceRecorder
 from tracekit.adapters._celery_steps import ATTEMPT_SEPARATOR, OPERATION, TaskSteps, attempt_of, step_id_of
 from tracekit.errors import is_control_flow, register_code, register_control_flow
+from tracekit.recorder.replayable import mark_event
 
 try:
     import celery
@@ -282,6 +283,9 @@ class CeleryInstrumentation:
                                   getattr(req, "parent_id", None))
         self._steps.started(event)
         rec.on_node_start(event)
+        # Replay calls the task by its name in its module (the task object: calling it runs the
+        # body locally, binding self for bind=True tasks), on the captured args and kwargs.
+        mark_event(rec, event, getattr(task, "run", task), "args_kwargs")
 
     def _postrun(self, sender: Any, kw: dict[str, Any]) -> None:
         task = kw.get("task", sender)
