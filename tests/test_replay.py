@@ -322,3 +322,23 @@ def test_the_default_step_is_the_failure_that_ended_the_run_not_a_recovered_one(
         {"step_id": "s4", "node_id": "fetch", "status": "failed", "recovered": True},
     ]
     assert pick_step({"steps": steps}, None)[1]["step_id"] == "s3"
+
+
+def test_the_last_good_line_says_when_the_same_input_now_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracekit.trace import last_good
+
+    good = {"flow": {"id": "f", "version": "1"}, "finished_at": "2026-12-01T03:00:00Z", "steps": [
+        {"node_id": "load", "input_hash": "a" * 64, "output_hash": "b" * 64},
+    ]}
+    doc = {"run": {"outcome": "failure"}, "steps": [
+        {"node_id": "load", "status": "failed", "started_at": "2026-12-02T03:00:00Z",
+         "input_hash": {"algorithm": "blake3", "value": "a" * 64}},
+    ]}
+    diffs = last_good.compare(doc, good)
+    assert [(d.node_id, d.input, d.output) for d in diffs] == [("load", "same", "missing")]
+    monkeypatch.setattr(last_good, "load_for", lambda path, d: good)
+    line = last_good.summary_line(tmp_path / "trace.json", doc)
+    assert line == ("since the last good run (2026-12-01 03:00): first difference at load: same input, "
+                    "now fails (the code or its environment changed, not its input)")

@@ -174,8 +174,19 @@ def summary_line(trace_path: Path, doc: dict[str, Any]) -> str | None:
     if good is None:
         return None
     head = f"since the last good run ({_when(good)})"
-    for d in compare(doc, good):
+    diffs = compare(doc, good)
+    for d in diffs:
         if d.differs:
             what = "input differs" if d.input == "differs" else "output differs"
             return f"{head}: first difference at {esc(d.node_id)}: {what}"
+    # Same inputs everywhere: say where it now fails, which points at code or environment.
+    raw = doc.get("steps")
+    failed = {
+        s.get("node_id") for s in (raw if isinstance(raw, list) else [])
+        if isinstance(s, dict) and s.get("status") in ("failed", "cancelled")
+    }
+    for d in diffs:
+        if d.node_id in failed and d.input == "same":
+            return (f"{head}: first difference at {esc(d.node_id)}: same input, now fails "
+                    "(the code or its environment changed, not its input)")
     return f"{head}: no difference in the steps kept"
