@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
+from tracekit.config import DEFAULT_MAX_DETAIL_CHARS
 from tracekit.errors.hints import builtin_hints
 from tracekit.errors.text import MAX_CHAIN
 from tracekit.registry import BUILTIN_CONTROL_FLOW, registry
@@ -49,7 +50,8 @@ CODES: Final = (
 #: Where in a step's life a failure happened: starting it, running its body, or ending it.
 PHASES: Final = ("setup", "execution", "completion")
 
-DEFAULT_MAX_CHARS: Final = 16 * 1024
+#: Characters kept of a message, traceback or trace: the config's ``max_detail_chars`` default.
+DEFAULT_MAX_CHARS: Final = DEFAULT_MAX_DETAIL_CHARS
 
 #: Control-flow signals known without registration (more: :func:`register_control_flow`).
 CONTROL_FLOW_EXCEPTIONS: Final = BUILTIN_CONTROL_FLOW

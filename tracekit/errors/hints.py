@@ -9,11 +9,16 @@ from __future__ import annotations
 import errno
 from typing import Final
 
-__all__ = ["builtin_hints"]
+__all__ = ["CONNECTION_HINT", "TIMEOUT_HINT", "builtin_hints"]
 
 TIMEOUT_HINT: Final = (
     "The operation timed out: check the remote side's health, then raise the timeout or add a "
     "retry with backoff."
+)
+
+CONNECTION_HINT: Final = (
+    "A connection failed: check the host, port, DNS and credentials, and whether the service is "
+    "up; retry with backoff if it is transient."
 )
 
 # First match wins, so subclasses come before their bases.
@@ -26,8 +31,7 @@ _BY_TYPE: Final[tuple[tuple[type[BaseException], str], ...]] = (
     ),
     (
         ConnectionError,
-        "A connection failed: check the host, port, DNS and credentials, and whether the service "
-        "is up; retry with backoff if it is transient.",
+        CONNECTION_HINT,
     ),
     (
         PermissionError,
@@ -61,10 +65,7 @@ _BY_ERRNO: Final = {
 # For errors that are recognised by their code only (third-party timeouts, connection errors).
 _BY_CODE: Final = {
     "timeout": TIMEOUT_HINT,
-    "connection": (
-        "A connection failed: check the host, port, DNS and credentials, and whether the service "
-        "is up; retry with backoff if it is transient."
-    ),
+    "connection": CONNECTION_HINT,
     "cancelled": "The step was cancelled, not failed: look at what stopped the run.",
 }
 
