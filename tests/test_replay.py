@@ -107,11 +107,16 @@ def test_fails_replays_fixed_replays_green(tmp_path: Path) -> None:
                tmp_path)
     assert red.returncode == 1 and "ZeroDivisionError" in red.stdout
 
-    # ... since the last good run, the failing node's input is what changed (the discount and
-    # orders are the same; the output of load_orders too): show says where.
-    show = _tracekit(tmp_path, "show", "trace.json")
+    # ... since the last good run no input changed (the discount and orders are the same, the
+    # output of load_orders too) but unit_cost now fails: show says so, pointing at the code.
+    show = _tracekit(tmp_path, "show", "trace.json", COLUMNS="200")
     line = [x for x in show.stdout.splitlines() if x.startswith("since the last good run (")]
-    assert line and line[0].endswith("no difference in the steps kept"), show.stdout
+    assert line and line[0].endswith(
+        "first difference at unit_cost: same input, now fails "
+        "(the code or its environment changed, not its input)"
+    ), show.stdout
+    narrow = _tracekit(tmp_path, "show", "trace.json", COLUMNS="60")
+    assert max(len(x) for x in narrow.stdout.splitlines()) <= 60, narrow.stdout
     diff = _tracekit(tmp_path, "diff", "--last-good", "trace.json")
     assert diff.returncode == 0 and "load_orders  same" in diff.stdout
 
@@ -143,7 +148,7 @@ def test_show_names_the_first_difference_since_the_last_good_run(tmp_path: Path)
     assert _record(tmp_path, _script(tmp_path, PIPELINE.replace(BUG, FIX))).returncode == 0
     changed = PIPELINE.replace('"price": 2.5', '"price": 3.0')  # load_orders now returns other data
     assert _record(tmp_path, _script(tmp_path, changed)).returncode == 1
-    show = _tracekit(tmp_path, "show", "trace.json")
+    show = _tracekit(tmp_path, "show", "trace.json", COLUMNS="200")
     line = [x for x in show.stdout.splitlines() if x.startswith("since the last good run (")]
     assert line and line[0].endswith(": first difference at load_orders: output differs"), show.stdout
     diff = _tracekit(tmp_path, "diff", "--last-good", "trace.json", "--json")

@@ -22,7 +22,7 @@ import click
 from tracekit.cli._io import TraceLoadError, dump_json, exit_for, load_trace
 from tracekit.cli._layout import Block, failure_block, issue_lines, labelled, prose
 from tracekit.cli._style import STATUS_COLORS, Column, Span, echo, fmt_duration, paint, short_hash, table
-from tracekit.cli._text import safe, terminal_width
+from tracekit.cli._text import safe, terminal_width, wrap
 from tracekit.cli._trace import ending_failure, failing_steps, obj, recovered_steps, s, steps, steps_tree
 from tracekit.trace import last_good
 from tracekit.trace.check import check_trace
@@ -336,4 +336,5 @@ def show(path: Path, as_json: bool) -> None:
     for line in render(doc, problems):
         echo(line)
     if (since := last_good.summary_line(path, doc)) is not None:
-        echo(since)
+        for line in wrap(since, terminal_width(), indent="  ", first_indent=""):  # fits, as the rest
+            echo(line)
