@@ -1,6 +1,6 @@
 """Write faults: the recorder survives every failing step of the atomic write.
 
-Faults are injected into the ``os`` functions exactly as ``tracekit/sink.py`` calls them (a proxy
+Faults are injected into the ``os`` functions exactly as ``tracekit/trace/sink.py`` calls them (a proxy
 replaces the module's ``os``), and once on a real full file system (a tiny tmpfs). In every case
 the runner sees only its own errors, no temporary file is left, an earlier good trace stays
 byte-identical, ``recorder.last_flush_error`` carries the errno, and exactly one warning is logged

@@ -1,6 +1,6 @@
 """Hatch build hook: compiles ``tracekit/_speedups.c`` into the wheel (in place for editable installs).
 
-The extension only speeds up the two observer callbacks (see ``tracekit/_hotpath.py``), so it is
+The extension only speeds up the two observer callbacks (see ``tracekit/recorder/hotpath.py``), so it is
 optional: without a C compiler, or with ``TRACEKIT_BUILD_SPEEDUPS=0``, the build goes on and
 tracekit runs its pure-Python callbacks. This file is not shipped in the wheel.
 """

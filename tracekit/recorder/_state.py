@@ -64,7 +64,6 @@ class RecorderState:
     _pins: Pins
     #: Failed/cancelled steps an implicit run's final trace told of, still in the ring, by id.
     _told: dict[int, Step]
-    _last_snapshot: list[Step]
 
     @property
     def enabled(self) -> bool:

@@ -93,11 +93,10 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
         self._errors_seen = ErrorsSeen()
         self._pins = Pins(config.max_failures)
         self._told: dict[int, Step] = {}
-        self._last_snapshot: list[Step] = []
         self._run_depth = 0
         self._capture = config.capture_inputs
         self._run = self._new_run(explicit=False)
-        #: Whether on_node_start/on_node_end run compiled (see tracekit/_hotpath.py).
+        #: Whether on_node_start/on_node_end run compiled (see tracekit/recorder/hotpath.py).
         self._compiled = False
         self.enabled = config.enabled  # last: installs the compiled callbacks
 
@@ -127,7 +126,6 @@ class TraceRecorder(StepBook, RunLifecycle, ErrorEvents):
     def from_env(cls, context: TraceContext, **overrides: Any) -> TraceRecorder:
         """A recorder configured from ``TRACEKIT_TRACE*`` variables; ``overrides`` win."""
         return cls(TraceConfig.from_env(**overrides), context)
-
 
     # --- the observer protocol ----------------------------------------------------------------
 

@@ -136,7 +136,6 @@ class RunLifecycle(RecorderState):
                 self._finished_at_reset = self._finished.value()
                 self._run = self._new_run(explicit=False)
 
-
     # --- flushing -----------------------------------------------------------------------------
 
     def flush_error(self, error: BaseException | None = None) -> Path | None:
@@ -184,9 +183,12 @@ class RunLifecycle(RecorderState):
         if write:
             path = self._write(outcome, final=True, raise_errors=True)
             if path is not None and outcome != "success":
-                # Told of as what ended the run; a success's failures were recovered, or belong
-                # to concurrent work still running (OTel roots), so they stay for its trace.
-                told = [s for s in self._last_snapshot if s.status != "completed"]
+                # Told of as what ended the run (every finished failure the trace just held);
+                # a success's failures were recovered, or belong to concurrent work still
+                # running (OTel roots), so they stay for its trace.
+                told = [
+                    s for s in (*self._pins.steps(), *self._ring) if s.status in ("failed", "cancelled")
+                ]
         last_good.write_summary(self, outcome)
         self._after_implicit_final(told)
         return path
@@ -244,7 +246,6 @@ class RunLifecycle(RecorderState):
             flow_errors = list(self._flow_errors)
             errors_dropped = self._errors_dropped
         finished, pinned_only = kept_steps(ring, self._pins.steps(), self._told)
-        self._last_snapshot = finished
         in_flight = self._open.steps()
         return build_envelope(
             context=self.context,
